@@ -1,0 +1,32 @@
+"""The ``unifocal`` command line. Each stage registers its own commands (CLI → study → training → data)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="unifocal: Unified Focal loss family and the paper's study pipeline.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def losses() -> None:
+    """List the available losses and their default parameters."""
+    from unifocal.losses import available_losses, loss_defaults
+
+    for name in available_losses():
+        params = ", ".join(f"{k}={v!r}" for k, v in loss_defaults(name).items())
+        typer.echo(f"{name}: {params}")
+
+
+def _register_all() -> None:
+    from unifocal.cli import data, run, study
+
+    for mod in (data, run, study):
+        mod.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    app()
