@@ -1,0 +1,78 @@
+"""The losses of "Unified Focal loss" (Yeung et al.): pure functions plus thin ``nn.Module`` s.
+
+Conventions: ``shared/spec/LOSSES.md`` (summarised in ``docs/losses.md``); accepted shapes and the
+common keyword arguments: :mod:`unifocal.losses.constants`.
+"""
+
+from unifocal.losses._base import Loss
+from unifocal.losses.compound import (
+    ComboLoss,
+    HybridFocalLoss,
+    SymmetricUnifiedFocalLoss,
+    UnifiedFocalLoss,
+    combo_loss,
+    hybrid_focal_loss,
+    symmetric_unified_focal_loss,
+    unified_focal_loss,
+)
+from unifocal.losses.constants import PAPER_LOSSES
+from unifocal.losses.deep_supervision import DeepSupervisionLoss, default_weights
+from unifocal.losses.distribution import (
+    AsymmetricFocalLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    SymmetricFocalLoss,
+    asymmetric_focal_loss,
+    cross_entropy_loss,
+    focal_loss,
+    symmetric_focal_loss,
+)
+from unifocal.losses.region import (
+    AsymmetricFocalTverskyLoss,
+    DiceLoss,
+    FocalTverskyLoss,
+    SymmetricFocalTverskyLoss,
+    TverskyLoss,
+    asymmetric_focal_tversky_loss,
+    dice_loss,
+    focal_tversky_loss,
+    symmetric_focal_tversky_loss,
+    tversky_loss,
+)
+from unifocal.losses.registry import available_losses, get_loss, loss_defaults
+
+__all__ = [
+    "PAPER_LOSSES",
+    "AsymmetricFocalLoss",
+    "AsymmetricFocalTverskyLoss",
+    "ComboLoss",
+    "CrossEntropyLoss",
+    "DeepSupervisionLoss",
+    "DiceLoss",
+    "FocalLoss",
+    "FocalTverskyLoss",
+    "HybridFocalLoss",
+    "Loss",
+    "SymmetricFocalLoss",
+    "SymmetricFocalTverskyLoss",
+    "SymmetricUnifiedFocalLoss",
+    "TverskyLoss",
+    "UnifiedFocalLoss",
+    "asymmetric_focal_loss",
+    "asymmetric_focal_tversky_loss",
+    "available_losses",
+    "combo_loss",
+    "cross_entropy_loss",
+    "default_weights",
+    "dice_loss",
+    "focal_loss",
+    "focal_tversky_loss",
+    "get_loss",
+    "hybrid_focal_loss",
+    "loss_defaults",
+    "symmetric_focal_loss",
+    "symmetric_focal_tversky_loss",
+    "symmetric_unified_focal_loss",
+    "tversky_loss",
+    "unified_focal_loss",
+]

@@ -1,0 +1,52 @@
+"""Accepted shapes, argument vocabulary and names shared by every loss (written down once).
+
+Shapes
+------
+``input``
+    ``(B, C, *spatial)`` with 1, 2 or 3 spatial dimensions. ``input="logits"`` (default): raw network
+    scores, turned into log-probabilities by ``log_softmax`` over ``C`` (``C >= 2``) or by
+    ``logsigmoid`` for a single-channel binary output (``C == 1``, treated as the two classes
+    ``[1 - p, p]``). ``input="probs"``: probabilities that already sum to one over ``C`` (or the
+    foreground probability when ``C == 1``); they are clipped to ``[1e-7, 1 - 1e-7]`` as Keras does,
+    for parity with the authors' code.
+``target``
+    * integer labels ``(B, *spatial)`` or ``(B, 1, *spatial)`` with values in ``[0, K)`` where ``K = C``
+      (``K = 2`` when ``C == 1``), or ``ignore_index``; or
+    * one-hot / soft labels ``(B, C, *spatial)`` (floating point, each position summing to one over
+      ``C``); for ``C == 1`` a floating ``(B, 1, *spatial)`` target is the foreground probability.
+
+    Integer targets are never expanded into a one-hot tensor the size of the input: per-class sums
+    are gathered with ``scatter_add``.
+
+Common keyword arguments (every loss)
+-------------------------------------
+``input``: ``"logits" | "probs"``. ``rare_classes``: sequence of class indices treated as rare
+(default: every class but ``background``). ``background``: index of the background class (default
+0). ``ignore_index``: label value whose positions take no part in any sum (default ``None``).
+``batch``: pool TP/FP/FN over the whole batch instead of per sample (default ``False``).
+``reduction``: ``"mean" | "sum" | "none"`` over samples (``"none"`` returns ``(B,)``).
+``smooth``: additive smoothing of every Tversky/Dice ratio (default ``1e-6``, the authors' value).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+InputKind = Literal["logits", "probs"]
+Reduction = Literal["mean", "sum", "none"]
+
+INPUT_KINDS: tuple[str, ...] = ("logits", "probs")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+#: Keras' ``K.epsilon()``: the clipping bound of the probability path.
+PROB_EPS: float = 1e-7
+#: Default additive smoothing of Dice/Tversky ratios (the authors' ``smooth=1e-6``).
+DEFAULT_SMOOTH: float = 1e-6
+#: Floor under ``1 - TI`` before a power with exponent below one, so that a perfect prediction keeps a
+#: finite gradient (the derivative of ``x**e`` at ``x = 0`` is infinite for ``e < 1``).
+POW_FLOOR: float = 1e-12
+
+#: The paper's seven compared losses (Tables 3-5), with the paper's settings as the registry defaults.
+PAPER_LOSSES: tuple[str, ...] = (
+    "focal", "dice", "tversky", "focal_tversky", "combo", "hybrid_focal", "unified_focal",
+)
