@@ -147,16 +147,16 @@ class Prepared:
         """A per-class float tensor ``(K,)`` from a scalar or a length-K sequence."""
         k = self.num_classes
         if isinstance(value, int | float):
-            return torch.full((k,), float(value), device=self.logp.device)
+            return torch.full((k,), float(value), device=self.logp.device, dtype=self.logp.dtype)
         vals = [float(v) for v in value]
         if len(vals) != k:
             raise ValueError(f"{name} has {len(vals)} entries but the input has {k} classes")
-        return torch.tensor(vals, device=self.logp.device)
+        return torch.tensor(vals, device=self.logp.device, dtype=self.logp.dtype)
 
     def by_role(self, background: float, rare: float, other: float) -> Tensor:
         """A per-class tensor ``(K,)`` taking one value for the background, rare and other classes."""
         bg, rare_cls = self.roles()
-        v = torch.full((self.num_classes,), float(other), device=self.logp.device)
+        v = torch.full((self.num_classes,), float(other), device=self.logp.device, dtype=self.logp.dtype)
         if rare_cls:
             v[list(rare_cls)] = float(rare)
         v[bg] = float(background)
@@ -187,7 +187,8 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
     if c < 1:
         raise ValueError(f"pred has no channels: shape {tuple(pred.shape)}")
     k = max(c, 2)
-    x = pred.float()
+    # float64 stays float64 (gradcheck, re-derivations); every other dtype is computed in float32
+    x = pred if pred.dtype == torch.float64 else pred.float()
     if not bool(torch.isfinite(x).all()):
         raise ValueError("pred contains NaN or Inf values")
 
@@ -205,7 +206,7 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
         if tc == 1 and not (c == 1 and target.is_floating_point()):
             labels = _as_label_map(target[:, 0], "target")
         elif tc == c:
-            g = target.float()
+            g = target.to(x.dtype)
             if not bool(torch.isfinite(g).all()):
                 raise ValueError("target contains NaN or Inf values")
             lo, hi = torch.aminmax(g)
@@ -222,14 +223,14 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
 
     valid = None
     n = math.prod(spatial)
-    n_valid = torch.full((b,), float(n), device=x.device)
+    n_valid = torch.full((b,), float(n), device=x.device, dtype=x.dtype)
     if labels is not None:
         labels = labels.reshape(b, n)
         ii = common["ignore_index"]
         if ii is not None:
             vmask = labels != ii
             if not bool(vmask.all()):
-                valid = vmask.float()
+                valid = vmask.to(x.dtype)
                 n_valid = valid.sum(1).clamp_min(1.0)
                 labels = labels.masked_fill(~vmask, 0)
         if labels.numel():
@@ -255,29 +256,33 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
             raise ValueError(f"input='probs' needs probabilities in [0, 1], got range [{float(lo)}, {float(hi)}]; "
                              "pass input='logits' for raw network scores")
         q = torch.cat([1.0 - x, x], dim=1) if c == 1 else x
-        p = q.reshape(b, k, n).clamp(PROB_EPS, 1.0 - PROB_EPS)
-        logp = p.log()
+        p = q.reshape(b, k, n)
+        logp = p.clamp(PROB_EPS, 1.0 - PROB_EPS).log()
     return Prepared(logp, p, labels, soft, valid, n_valid, kind, common)
 
 
 # --- TP / FP / FN ---------------------------------------------------------------------------------
 
-def region_stats(prep: Prepared) -> tuple[Tensor, Tensor, Tensor]:
+def region_stats(prep: Prepared, clip: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """``(TP, FP, FN)`` per sample and class, ``(B, K)``, or ``(1, K)`` pooled when ``batch=True``.
 
     ``TP = Σ p·g``, ``FN = Σ (1-p)·g = Σ g - TP``, ``FP = Σ p·(1-g) = Σ p - TP`` over valid positions.
+    ``clip=True`` clips probabilities given with ``input="probs"`` to ``[1e-7, 1 - 1e-7]`` first, as the
+    authors' Focal Tversky family does (their Dice and Tversky losses do not); it changes nothing for logits.
     """
     p, b, k = prep.p, prep.batch_size, prep.num_classes
+    if clip and prep.kind == "probs":
+        p = p.clamp(PROB_EPS, 1.0 - PROB_EPS)
     if prep.labels is not None:
         lab = prep.labels
         pt = p.gather(1, lab.unsqueeze(1)).squeeze(1)
         offs = (lab + torch.arange(b, device=lab.device).unsqueeze(1) * k).reshape(-1)
         if prep.valid is not None:
             pt = pt * prep.valid
-            count = torch.bincount(offs, weights=prep.valid.reshape(-1), minlength=b * k).view(b, k).float()
+            count = torch.bincount(offs, weights=prep.valid.reshape(-1), minlength=b * k).view(b, k).to(p.dtype)
             psum = torch.einsum("bkn,bn->bk", p, prep.valid)
         else:
-            count = torch.bincount(offs, minlength=b * k).view(b, k).float()
+            count = torch.bincount(offs, minlength=b * k).view(b, k).to(p.dtype)
             psum = p.sum(-1)
         tp = torch.zeros(b, k, device=p.device, dtype=p.dtype).scatter_add(1, lab, pt)
     else:
@@ -315,7 +320,7 @@ def _log1m_target(prep: Prepared) -> Tensor:
     """``log(1 - p_t)`` at the target class of each position, ``(B, N)``, computed stably."""
     lab = prep.labels.unsqueeze(1)
     if prep.kind == "probs":
-        return torch.log1p(-prep.p.gather(1, lab).squeeze(1))
+        return torch.log1p(-prep.p.gather(1, lab).squeeze(1).clamp(PROB_EPS, 1.0 - PROB_EPS))
     if prep.num_classes == 2:
         return prep.logp.gather(1, 1 - lab).squeeze(1)
     others = prep.logp.scatter(1, lab, float("-inf"))
@@ -325,7 +330,7 @@ def _log1m_target(prep: Prepared) -> Tensor:
 def _log1m_all(prep: Prepared) -> Tensor:
     """``log(1 - p_c)`` for every class, ``(B, K, N)``, computed stably."""
     if prep.kind == "probs":
-        return torch.log1p(-prep.p)
+        return torch.log1p(-prep.p.clamp(PROB_EPS, 1.0 - PROB_EPS))
     if prep.num_classes == 2:
         return prep.logp.flip(1)
     k = prep.num_classes

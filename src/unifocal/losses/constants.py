@@ -7,8 +7,10 @@ Shapes
     scores, turned into log-probabilities by ``log_softmax`` over ``C`` (``C >= 2``) or by
     ``logsigmoid`` for a single-channel binary output (``C == 1``, treated as the two classes
     ``[1 - p, p]``). ``input="probs"``: probabilities that already sum to one over ``C`` (or the
-    foreground probability when ``C == 1``); they are clipped to ``[1e-7, 1 - 1e-7]`` as Keras does,
-    for parity with the authors' code.
+    foreground probability when ``C == 1``); for parity with the authors' Keras code they are clipped
+    to ``[1e-7, 1 - 1e-7]`` wherever a logarithm is taken and inside the Focal Tversky family, and
+    used unclipped in the Dice and Tversky sums, exactly as the authors' functions do.
+    Computation runs in float32 (float64 inputs stay float64), autocast disabled.
 ``target``
     * integer labels ``(B, *spatial)`` or ``(B, 1, *spatial)`` with values in ``[0, K)`` where ``K = C``
       (``K = 2`` when ``C == 1``), or ``ignore_index``; or

@@ -14,7 +14,7 @@ from typing import Unpack
 
 from torch import Tensor
 
-from unifocal.losses._base import Loss, core_of, loss_function
+from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
     CommonKwargs,
     Prepared,
@@ -46,8 +46,14 @@ def check_asymmetric_focal_tversky(delta: float | Sequence[float] = 0.6, gamma: 
 def delta_tversky_index(prep: Prepared, delta: float | Sequence[float]) -> Tensor:
     """``TI_c`` with ``δ_c`` on false negatives and ``1 - δ_c`` on false positives (Eq. 18, spec conv. 1)."""
     d = prep.class_vector("delta", delta)
-    tp, fp, fn = region_stats(prep)
+    tp, fp, fn = region_stats(prep, clip=True)
     return tversky_index(tp, fp, fn, 1.0 - d, d, prep.common["smooth"])
+
+
+def _tversky_core(prep: Prepared, alpha: float, beta: float, exponent: float, clip: bool) -> Tensor:
+    tp, fp, fn = region_stats(prep, clip=clip)
+    ti = tversky_index(tp, fp, fn, alpha, beta, prep.common["smooth"])
+    return region_term(prep, ti, prep.class_vector("exponent", exponent))
 
 
 @loss_function
@@ -63,12 +69,7 @@ def focal_tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7, ga
         >>> bool(torch.isclose(focal_tversky_loss(x, y, gamma=1.0), tversky_loss(x, y)))
         True
     """
-    tp, fp, fn = region_stats(prep)
-    ti = tversky_index(tp, fp, fn, alpha, beta, prep.common["smooth"])
-    return region_term(prep, ti, prep.class_vector("exponent", 1.0 / gamma))
-
-
-_ft_core = core_of(focal_tversky_loss)
+    return _tversky_core(prep, alpha, beta, 1.0 / gamma, clip=True)
 
 
 @loss_function
@@ -77,7 +78,7 @@ def tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7) -> Tenso
 
     Defaults ``α = 0.3, β = 0.7`` (the paper's settings, after Salehi et al.).
     """
-    return _ft_core(prep, alpha, beta, 1.0)
+    return _tversky_core(prep, alpha, beta, 1.0, clip=False)
 
 
 @loss_function
@@ -91,7 +92,7 @@ def dice_loss(prep: Prepared) -> Tensor:
         >>> float(dice_loss(perfect, y, input="probs")) < 1e-5
         True
     """
-    return _ft_core(prep, 0.5, 0.5, 1.0)
+    return _tversky_core(prep, 0.5, 0.5, 1.0, clip=False)
 
 
 @loss_function
