@@ -10,11 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from unifocal.losses._core import COMMON_DEFAULTS as _DEFAULTS
-from unifocal.losses._core import Prepared, check_common, prepare, reduce
+from unifocal.losses._core import Prepared, Terms, check_common, evaluate, prepare, reduce
 
 
-def loss_function(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Turn ``fn(prep, **params) -> per-sample loss (B,)`` into a public functional loss.
+def loss_function(fn: Callable[..., Terms]) -> Callable[..., Tensor]:
+    """Turn ``fn(prep, **params) -> Terms`` (the loss's description) into a public functional loss.
 
     The wrapper validates the common keyword arguments, prepares the inputs once (float32, autocast
     disabled so that every sum accumulates in float32 under mixed precision) and reduces over the batch.
@@ -26,7 +26,7 @@ def loss_function(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         common = check_common(common)
         with torch.autocast(device_type=pred.device.type, enabled=False):
             prep = prepare(pred, target, common)
-            per_sample = fn(prep, *args, **kwargs)
+            per_sample = evaluate(prep, fn(prep, *args, **kwargs))
             return reduce(per_sample, common["reduction"])
 
     wrapper.__wrapped_core__ = fn  # type: ignore[attr-defined]
@@ -64,9 +64,9 @@ class Loss(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in items.items())
 
 
-def core_of(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """The per-sample core ``(prep, **params) -> (B,)`` behind a functional loss."""
+def core_of(fn: Callable[..., Tensor]) -> Callable[..., Terms]:
+    """The description ``(prep, **params) -> Terms`` behind a functional loss."""
     return fn.__wrapped_core__  # type: ignore[attr-defined]
 
 
-__all__ = ["Loss", "Prepared", "core_of", "loss_function"]
+__all__ = ["Loss", "Prepared", "Terms", "core_of", "loss_function"]

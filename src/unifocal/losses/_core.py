@@ -5,17 +5,22 @@ Everything a loss needs is computed once here (as MONAI's ``losses/utils.py`` do
 * :func:`prepare` validates ``pred``/``target`` and returns log-probabilities and probabilities
   ``(B, K, N)`` in float32 (``K = max(C, 2)``; a single-channel sigmoid output becomes two classes),
   with integer labels ``(B, N)`` kept as labels (no one-hot tensor is built) or soft targets ``(B, K, N)``.
-* :func:`region_stats` gives ``TP, FP, FN`` per sample (or pooled over the batch) and class.
-* :func:`distribution_term` is every cross-entropy-type term: per position
-  ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, averaged over the valid positions of each sample.
-* :func:`region_term` is every Dice/Tversky-type term: ``mean_c (1 - TI_c)^{e_c}``.
+* every loss describes itself as :class:`Terms`: ``coef · D + Σ R_i(TP, FP, FN)``, where ``D`` is
+  the one cross-entropy-type term, per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)`` averaged
+  over the valid positions of each sample, and each ``R_i`` a Dice/Tversky-type term of the
+  per-class statistics, e.g. ``mean_c (1 - TI_c)^{e_c}`` (:func:`focal_tversky_term`).
+* :func:`evaluate` computes the terms: the fused closed-form path (:mod:`unifocal.losses._fused`)
+  for logits with integer labels, plain autograd (:func:`region_stats`, :func:`distribution_term`)
+  otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 import torch
@@ -111,10 +116,14 @@ def check_weights(name: str, value: Sequence[float]) -> None:
 
 @dataclass
 class Prepared:
-    """Validated, flattened inputs of one loss evaluation (all float32)."""
+    """Validated, flattened inputs of one loss evaluation (float32, or float64 for float64 input).
 
-    logp: Tensor            # (B, K, N) log-probabilities
-    p: Tensor               # (B, K, N) probabilities
+    ``x`` holds the logits ``(B, K, N)`` (a single sigmoid channel already expanded to the two-class
+    logits ``[0, z]``) or, for ``input="probs"``, the probabilities. ``logp`` and ``p`` are computed
+    on first use: the fused fast path (:mod:`unifocal.losses._fused`) never needs them.
+    """
+
+    x: Tensor               # (B, K, N) logits or probabilities
     labels: Tensor | None   # (B, N) int64 labels, ignored positions set to 0; None for soft targets
     soft: Tensor | None     # (B, K, N) soft / one-hot target; None for integer targets
     valid: Tensor | None    # (B, N) float mask, None when every position counts
@@ -124,11 +133,21 @@ class Prepared:
 
     @property
     def num_classes(self) -> int:
-        return self.logp.shape[1]
+        return self.x.shape[1]
 
     @property
     def batch_size(self) -> int:
-        return self.logp.shape[0]
+        return self.x.shape[0]
+
+    @functools.cached_property
+    def logp(self) -> Tensor:
+        if self.kind == "logits":
+            return F.log_softmax(self.x, dim=1)
+        return self.x.clamp(PROB_EPS, 1.0 - PROB_EPS).log()
+
+    @functools.cached_property
+    def p(self) -> Tensor:
+        return self.logp.exp() if self.kind == "logits" else self.x
 
     def roles(self) -> tuple[int, tuple[int, ...]]:
         """``(background, rare_classes)`` checked against the number of classes."""
@@ -144,19 +163,19 @@ class Prepared:
         return bg, tuple(rare)
 
     def class_vector(self, name: str, value: float | Sequence[float]) -> Tensor:
-        """A per-class float tensor ``(K,)`` from a scalar or a length-K sequence."""
+        """A per-class tensor ``(K,)`` from a scalar or a length-K sequence."""
         k = self.num_classes
         if isinstance(value, int | float):
-            return torch.full((k,), float(value), device=self.logp.device, dtype=self.logp.dtype)
+            return torch.full((k,), float(value), device=self.x.device, dtype=self.x.dtype)
         vals = [float(v) for v in value]
         if len(vals) != k:
             raise ValueError(f"{name} has {len(vals)} entries but the input has {k} classes")
-        return torch.tensor(vals, device=self.logp.device, dtype=self.logp.dtype)
+        return torch.tensor(vals, device=self.x.device, dtype=self.x.dtype)
 
     def by_role(self, background: float, rare: float, other: float) -> Tensor:
         """A per-class tensor ``(K,)`` taking one value for the background, rare and other classes."""
         bg, rare_cls = self.roles()
-        v = torch.full((self.num_classes,), float(other), device=self.logp.device, dtype=self.logp.dtype)
+        v = torch.full((self.num_classes,), float(other), device=self.x.device, dtype=self.x.dtype)
         if rare_cls:
             v[list(rare_cls)] = float(rare)
         v[bg] = float(background)
@@ -189,7 +208,8 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
     k = max(c, 2)
     # float64 stays float64 (gradcheck, re-derivations); every other dtype is computed in float32
     x = pred if pred.dtype == torch.float64 else pred.float()
-    if not bool(torch.isfinite(x).all()):
+    lo, hi = torch.aminmax(x.detach())  # one pass, no temporary: NaN and +-Inf show in min or max
+    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
         raise ValueError("pred contains NaN or Inf values")
 
     # --- target -------------------------------------------------------------------------------
@@ -207,11 +227,11 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
             labels = _as_label_map(target[:, 0], "target")
         elif tc == c:
             g = target.to(x.dtype)
-            if not bool(torch.isfinite(g).all()):
+            glo, ghi = torch.aminmax(g)
+            if not (math.isfinite(float(glo)) and math.isfinite(float(ghi))):
                 raise ValueError("target contains NaN or Inf values")
-            lo, hi = torch.aminmax(g)
-            if lo < 0 or hi > 1:
-                raise ValueError(f"one-hot / soft target values must lie in [0, 1], got range [{float(lo)}, {float(hi)}]")
+            if glo < 0 or ghi > 1:
+                raise ValueError(f"one-hot / soft target values must lie in [0, 1], got range [{float(glo)}, {float(ghi)}]")
             soft = torch.cat([1.0 - g, g], dim=1) if c == 1 else g
             if common["ignore_index"] is not None:
                 raise ValueError("ignore_index applies to integer label targets only, not one-hot / soft targets")
@@ -234,31 +254,24 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
                 n_valid = valid.sum(1).clamp_min(1.0)
                 labels = labels.masked_fill(~vmask, 0)
         if labels.numel():
-            lo, hi = torch.aminmax(labels)
-            if lo < 0 or hi >= k:
-                bad = int(lo) if lo < 0 else int(hi)
+            llo, lhi = torch.aminmax(labels)
+            if llo < 0 or lhi >= k:
+                bad = int(llo) if llo < 0 else int(lhi)
                 raise ValueError(f"target label {bad} is outside [0, {k}) for {k} classes"
                                  + ("" if ii is None else f" (ignore_index={ii})"))
     else:
         soft = soft.reshape(b, k, n)
 
-    # --- log-probabilities ------------------------------------------------------------------
     if kind == "logits":
-        if c == 1:
-            logp = torch.cat([F.logsigmoid(-x), F.logsigmoid(x)], dim=1)
-        else:
-            logp = F.log_softmax(x, dim=1)
-        logp = logp.reshape(b, k, n)
-        p = logp.exp()
+        if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits
+            x = torch.cat([torch.zeros_like(x), x], dim=1)
     else:
-        lo, hi = torch.aminmax(x)
         if lo < 0 or hi > 1:
             raise ValueError(f"input='probs' needs probabilities in [0, 1], got range [{float(lo)}, {float(hi)}]; "
                              "pass input='logits' for raw network scores")
-        q = torch.cat([1.0 - x, x], dim=1) if c == 1 else x
-        p = q.reshape(b, k, n)
-        logp = p.clamp(PROB_EPS, 1.0 - PROB_EPS).log()
-    return Prepared(logp, p, labels, soft, valid, n_valid, kind, common)
+        if c == 1:
+            x = torch.cat([1.0 - x, x], dim=1)
+    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common)
 
 
 # --- TP / FP / FN ---------------------------------------------------------------------------------
@@ -276,45 +289,142 @@ def region_stats(prep: Prepared, clip: bool = False) -> tuple[Tensor, Tensor, Te
     if prep.labels is not None:
         lab = prep.labels
         pt = p.gather(1, lab.unsqueeze(1)).squeeze(1)
-        offs = (lab + torch.arange(b, device=lab.device).unsqueeze(1) * k).reshape(-1)
         if prep.valid is not None:
             pt = pt * prep.valid
-            count = torch.bincount(offs, weights=prep.valid.reshape(-1), minlength=b * k).view(b, k).to(p.dtype)
             psum = torch.einsum("bkn,bn->bk", p, prep.valid)
         else:
-            count = torch.bincount(offs, minlength=b * k).view(b, k).to(p.dtype)
             psum = p.sum(-1)
+        count = label_counts(prep)
         tp = torch.zeros(b, k, device=p.device, dtype=p.dtype).scatter_add(1, lab, pt)
     else:
         g = prep.soft
         tp = (p * g).sum(-1)
         count = g.sum(-1)
         psum = p.sum(-1)
-    fp = psum - tp
-    fn = count - tp
+    return pool(prep, tp, psum - tp, count - tp)
+
+
+def label_counts(prep: Prepared) -> Tensor:
+    """Number of valid positions of each class per sample, ``(B, K)``, without a one-hot tensor."""
+    b, k, lab = prep.batch_size, prep.num_classes, prep.labels
+    offs = (lab + torch.arange(b, device=lab.device).unsqueeze(1) * k).reshape(-1)
+    w = None if prep.valid is None else prep.valid.reshape(-1)
+    return torch.bincount(offs, weights=w, minlength=b * k).view(b, k).to(prep.x.dtype)
+
+
+def pool(prep: Prepared, tp: Tensor, fp: Tensor, fn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sum the statistics over the batch when ``batch=True``."""
     if prep.common["batch"]:
-        tp, fp, fn = (t.sum(0, keepdim=True) for t in (tp, fp, fn))
+        return tp.sum(0, keepdim=True), fp.sum(0, keepdim=True), fn.sum(0, keepdim=True)
     return tp, fp, fn
 
 
 def tversky_index(tp: Tensor, fp: Tensor, fn: Tensor, fp_weight: Tensor | float, fn_weight: Tensor | float,
                   smooth: float) -> Tensor:
-    """``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (Eq. 9/18 with the spec's convention 1)."""
+    """``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (Eq. 18 with the spec's convention 1)."""
     return (tp + smooth) / (tp + fn_weight * fn + fp_weight * fp + smooth)
 
 
-def region_term(prep: Prepared, ti: Tensor, exponent: Tensor) -> Tensor:
-    """``mean_c (1 - TI_c)^{e_c}`` per sample ``(B,)`` (pooled values broadcast when ``batch=True``).
+def focal_tversky_term(ti: Tensor, exponent: Tensor) -> Tensor:
+    """``mean_c (1 - TI_c)^{e_c}``, ``(B',)``.
 
     ``1 - TI`` is floored at ``POW_FLOOR`` so that a perfect prediction has a finite gradient for
     exponents below one (the derivative of ``x**e`` at 0 is infinite for ``e < 1``).
     """
     x = (1.0 - ti).clamp_min(POW_FLOOR)
-    term = torch.where(exponent == 1.0, x, x.pow(exponent)).mean(-1)
-    return term.expand(prep.batch_size)
+    return torch.where(exponent == 1.0, x, x.pow(exponent)).mean(-1)
 
 
-# --- cross-entropy-type terms -----------------------------------------------------------------
+# --- the description of a loss: one distribution term plus region terms ------------------------
+
+RegionFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Terms:
+    """A loss as ``coef · D(weight, gamma) + Σ_i scale_i · R_i(TP, FP, FN)`` per sample.
+
+    ``D`` is the mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)`` (every
+    cross-entropy-type term of the paper); each ``R_i`` maps ``(TP, FP, FN)`` ``(B', K)`` to ``(B',)``
+    (every Dice-type term). ``clip`` marks region terms that clip ``input="probs"`` (authors' parity).
+    """
+
+    coef: float = 0.0
+    weight: Tensor | None = None
+    gamma: Tensor | None = None
+    regions: list[tuple[float, RegionFn, bool]] = field(default_factory=list)
+
+    def __mul__(self, s: float) -> Terms:
+        return Terms(self.coef * s, self.weight, self.gamma, [(a * s, f, c) for a, f, c in self.regions])
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: Terms) -> Terms:
+        if self.coef and other.coef:
+            raise ValueError("internal: a loss may hold one distribution term only")
+        d = self if self.coef else other
+        return Terms(d.coef, d.weight, d.gamma, self.regions + other.regions)
+
+    @property
+    def modulated(self) -> bool:
+        return self.coef != 0 and self.gamma is not None and bool((self.gamma != 0).any())
+
+    def region_value(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor | None:
+        out = None
+        for scale, fn_, _ in self.regions:
+            v = scale * fn_(tp, fp, fn)
+            out = v if out is None else out + v
+        return out
+
+
+def distribution_terms(weight: Tensor | None, gamma: Tensor | None, coef: float = 1.0) -> Terms:
+    return Terms(coef=coef, weight=weight, gamma=gamma)
+
+
+def region_terms(fn: RegionFn, clip: bool = False, scale: float = 1.0) -> Terms:
+    return Terms(regions=[(scale, fn, clip)])
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+_FUSED = [True]
+
+
+@contextlib.contextmanager
+def fused_path(enabled: bool) -> Iterator[None]:
+    """Enable or disable the fused fast path inside a ``with`` block (tests compare the two paths)."""
+    old = _FUSED[0]
+    _FUSED[0] = enabled
+    try:
+        yield
+    finally:
+        _FUSED[0] = old
+
+
+def evaluate(prep: Prepared, terms: Terms, fused: bool | None = None) -> Tensor:
+    """Per-sample loss ``(B,)`` of ``terms``.
+
+    Logits with integer labels take the fused path (:mod:`unifocal.losses._fused`: one softmax, the
+    gradient in closed form); everything else, and ``fused=False``, the plain autograd path below.
+    """
+    fused = _FUSED[0] if fused is None else fused
+    if fused and prep.kind == "logits" and prep.labels is not None:
+        from unifocal.losses._fused import fused_loss
+
+        return fused_loss(prep, terms)
+    b = prep.batch_size
+    out = torch.zeros(b, device=prep.x.device, dtype=prep.x.dtype)
+    if terms.coef:
+        out = out + terms.coef * distribution_term(prep, terms.weight, terms.gamma if terms.modulated else None)
+    for clip in (False, True):
+        group = [r for r in terms.regions if r[2] == clip]
+        if group:
+            r = Terms(regions=group).region_value(*region_stats(prep, clip=clip))
+            out = out + r.expand(b)
+    return out
+
+
+# --- cross-entropy-type terms (autograd path) ---------------------------------------------------
 
 def _log1m_target(prep: Prepared) -> Tensor:
     """``log(1 - p_t)`` at the target class of each position, ``(B, N)``, computed stably."""
@@ -341,25 +451,24 @@ def _log1m_all(prep: Prepared) -> Tensor:
 def distribution_term(prep: Prepared, weight: Tensor | None, gamma: Tensor | None) -> Tensor:
     """Per-sample mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, ``(B,)``.
 
-    ``weight=None`` means 1 for every class; ``gamma=None`` (or all zeros) means no modulation.
-    The modulation is ``exp(γ·log(1 - p))`` with ``log(1 - p)`` from the logits, finite for any
-    finite logits and with a finite gradient even where ``p`` rounds to 1.
+    ``weight=None`` means 1 for every class; ``gamma=None`` means no modulation. The modulation is
+    ``exp(γ·log(1 - p))`` with ``log(1 - p)`` from the logits, finite for any finite logits and with a
+    finite gradient even where ``p`` rounds to 1.
     """
-    modulate = gamma is not None and bool((gamma != 0).any())
     if prep.labels is not None:
         lab = prep.labels
         term = -prep.logp.gather(1, lab.unsqueeze(1)).squeeze(1)
         if weight is not None:
-            term = term * weight[lab]
-        if modulate:
-            term = term * torch.exp(gamma[lab] * _log1m_target(prep))
+            term = term * torch.take(weight, lab)
+        if gamma is not None:
+            term = term * torch.exp(torch.take(gamma, lab) * _log1m_target(prep))
         if prep.valid is not None:
             term = term * prep.valid
         return term.sum(-1) / prep.n_valid
     term = -(prep.soft * prep.logp)
     if weight is not None:
         term = term * weight.view(1, -1, 1)
-    if modulate:
+    if gamma is not None:
         term = term * torch.exp(gamma.view(1, -1, 1) * _log1m_all(prep))
     return term.sum((1, 2)) / prep.n_valid
 

@@ -14,10 +14,11 @@ from unifocal.losses._base import Loss, core_of, loss_function
 from unifocal.losses._core import (
     CommonKwargs,
     Prepared,
+    Terms,
     check_range,
     check_unit,
-    distribution_term,
-    region_stats,
+    distribution_terms,
+    region_terms,
     tversky_index,
 )
 from unifocal.losses.distribution import (
@@ -56,7 +57,7 @@ def check_unified_focal(delta: float | Sequence[float] = 0.6, gamma: float = 0.2
 
 
 @loss_function
-def combo_loss(prep: Prepared, alpha: float = 0.5, beta: float | None = 0.5) -> Tensor:
+def combo_loss(prep: Prepared, alpha: float = 0.5, beta: float | None = 0.5) -> Terms:
     """Combo loss (Eq. 13/14): ``α·L_mCE - (1-α)·DSC``.
 
     ``L_mCE`` weights the cross entropy of rare classes by ``β`` and of the others by ``1-β`` (Eq. 14
@@ -64,15 +65,17 @@ def combo_loss(prep: Prepared, alpha: float = 0.5, beta: float | None = 0.5) -> 
     over classes. Defaults ``α = β = 0.5`` (the paper). The value can be negative; that is expected.
     """
     w = None if beta is None else prep.by_role(background=1.0 - beta, rare=beta, other=1.0 - beta)
-    ce = distribution_term(prep, w, None)
-    tp, fp, fn = region_stats(prep)
-    dsc = tversky_index(tp, fp, fn, 0.5, 0.5, prep.common["smooth"]).mean(-1).expand(prep.batch_size)
-    return alpha * ce - (1.0 - alpha) * dsc
+    s = prep.common["smooth"]
+
+    def dsc(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+        return tversky_index(tp, fp, fn, 0.5, 0.5, s).mean(-1)
+
+    return distribution_terms(w, None, coef=alpha) + region_terms(dsc, scale=-(1.0 - alpha))
 
 
 @loss_function
 def hybrid_focal_loss(prep: Prepared, lambda_: float = 0.5, focal_alpha: Weights = 0.25, focal_gamma: float = 2.0,
-                      tversky_alpha: float = 0.3, tversky_beta: float = 0.7, tversky_gamma: float = 4 / 3) -> Tensor:
+                      tversky_alpha: float = 0.3, tversky_beta: float = 0.7, tversky_gamma: float = 4 / 3) -> Terms:
     """Hybrid Focal loss (Eq. 15): ``λ·L_F + (1-λ)·L_FT`` with the Focal and Focal Tversky settings above."""
     lf = core_of(focal_loss)(prep, focal_alpha, focal_gamma)
     lft = core_of(focal_tversky_loss)(prep, tversky_alpha, tversky_beta, tversky_gamma)
@@ -81,7 +84,7 @@ def hybrid_focal_loss(prep: Prepared, lambda_: float = 0.5, focal_alpha: Weights
 
 @loss_function
 def unified_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
-                       lambda_: float = 0.5) -> Tensor:
+                       lambda_: float = 0.5) -> Terms:
     """Asymmetric Unified Focal loss (Eq. 20): ``λ·L_aF + (1-λ)·L_aFT``.
 
     One ``γ`` drives both halves: the background cross entropy is suppressed by ``(1 - p_bg)^γ``
@@ -118,7 +121,7 @@ def unified_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gam
 
 @loss_function
 def symmetric_unified_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
-                                 lambda_: float = 0.5) -> Tensor:
+                                 lambda_: float = 0.5) -> Terms:
     """Symmetric Unified Focal loss (the authors' code): ``λ·L_sF + (1-λ)·L_sFT``, every class modulated."""
     lsf = core_of(symmetric_focal_loss)(prep, delta, gamma)
     lsft = core_of(symmetric_focal_tversky_loss)(prep, delta, gamma)

@@ -1,7 +1,7 @@
 """Distribution-based (cross-entropy-type) losses: CE, Focal, Asymmetric and Symmetric Focal.
 
-Each is a pure function ``f(pred, target, <params>, **common)`` plus a thin module. All share
-:func:`unifocal.losses._core.distribution_term`: per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``,
+Each is a pure function ``f(pred, target, <params>, **common)`` plus a thin module. All are one
+distribution term of :class:`unifocal.losses._core.Terms`: per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``,
 averaged over the (valid) positions of a sample, then reduced over the batch.
 """
 
@@ -16,10 +16,11 @@ from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
     CommonKwargs,
     Prepared,
+    Terms,
     check_range,
     check_unit,
     check_weights,
-    distribution_term,
+    distribution_terms,
 )
 
 Weights = float | Sequence[float] | None
@@ -69,7 +70,7 @@ def delta_weights(prep: Prepared, delta: float | Sequence[float]) -> Tensor:
 # --- pure functions ----------------------------------------------------------------------------
 
 @loss_function
-def cross_entropy_loss(prep: Prepared, weight: Sequence[float] | None = None) -> Tensor:
+def cross_entropy_loss(prep: Prepared, weight: Sequence[float] | None = None) -> Terms:
     """Categorical cross entropy ``-Σ_c w_c g_c log p_c``, mean over positions.
 
     The paper's distribution-based baseline (Section 2). With class weights this is the plain mean of
@@ -88,12 +89,11 @@ def cross_entropy_loss(prep: Prepared, weight: Sequence[float] | None = None) ->
         >>> round(float(cross_entropy_loss(x, y)), 4)
         0.6931
     """
-    w = None if weight is None else prep.class_vector("weight", weight)
-    return distribution_term(prep, w, None)
+    return distribution_terms(None if weight is None else prep.class_vector("weight", weight), None)
 
 
 @loss_function
-def focal_loss(prep: Prepared, alpha: Weights = 0.25, gamma: float = 2.0) -> Tensor:
+def focal_loss(prep: Prepared, alpha: Weights = 0.25, gamma: float = 2.0) -> Terms:
     """Focal loss (Lin et al.; the paper's Eq. 6/7): ``-Σ_c α_c (1 - p_c)^γ g_c log p_c``.
 
     Defaults ``α = 0.25, γ = 2`` are the paper's settings (after Lin et al.). A scalar ``α`` weights
@@ -106,11 +106,11 @@ def focal_loss(prep: Prepared, alpha: Weights = 0.25, gamma: float = 2.0) -> Ten
         >>> bool(torch.isclose(focal_loss(x, y, alpha=None, gamma=0.0), cross_entropy_loss(x, y)))
         True
     """
-    return distribution_term(prep, focal_alpha(prep, alpha), prep.class_vector("gamma", gamma))
+    return distribution_terms(focal_alpha(prep, alpha), prep.class_vector("gamma", gamma))
 
 
 @loss_function
-def asymmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Tensor:
+def asymmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Terms:
     """Asymmetric Focal loss (Eq. 17): the focal modulation suppresses the background only.
 
     Per position: background ``(1-δ)(1 - p_bg)^γ (-log p_bg) g_bg``; each rare class
@@ -120,17 +120,17 @@ def asymmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, 
     ``δ`` may be a per-class sequence.
     """
     g = prep.by_role(background=gamma, rare=0.0, other=0.0)
-    return distribution_term(prep, delta_weights(prep, delta), g)
+    return distribution_terms(delta_weights(prep, delta), g)
 
 
 @loss_function
-def symmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Tensor:
+def symmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Terms:
     """Symmetric Focal loss (the authors' code; not printed in the paper): every class modulated.
 
     Per position ``w_c (1 - p_c)^γ (-log p_c) g_c`` with ``w = δ`` for rare classes and ``1-δ`` for the
     others. With two classes this is the Focal loss with ``α = δ``.
     """
-    return distribution_term(prep, delta_weights(prep, delta), prep.class_vector("gamma", gamma))
+    return distribution_terms(delta_weights(prep, delta), prep.class_vector("gamma", gamma))
 
 
 # --- modules -----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Region-based (Dice-type) losses: Dice, Tversky, Focal Tversky, Asymmetric / Symmetric Focal Tversky.
 
 They share one path (as smp's ``TverskyLoss`` subclasses ``DiceLoss``): the Tversky index of every
-class from :func:`unifocal.losses._core.region_stats`, then ``mean_c (1 - TI_c)^{e_c}``
-(:func:`unifocal.losses._core.region_term`). Dice is Tversky with ``α = β = ½``; Tversky is Focal
+class from the shared TP/FP/FN, then ``mean_c (1 - TI_c)^{e_c}``
+(:func:`unifocal.losses._core.focal_tversky_term`). Dice is Tversky with ``α = β = ½``; Tversky is Focal
 Tversky with exponent 1. The mean runs over all classes, background included (the authors' code and
 experiments); per sample unless ``batch=True`` pools TP/FP/FN over the batch.
 """
@@ -18,10 +18,11 @@ from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
     CommonKwargs,
     Prepared,
+    Terms,
     check_range,
     check_unit,
-    region_stats,
-    region_term,
+    focal_tversky_term,
+    region_terms,
     tversky_index,
 )
 
@@ -43,21 +44,29 @@ def check_asymmetric_focal_tversky(delta: float | Sequence[float] = 0.6, gamma: 
     check_range("gamma", gamma, 0.0, 1.0, hint=" (the enhancement exponent 1-gamma must be positive)")
 
 
-def delta_tversky_index(prep: Prepared, delta: float | Sequence[float]) -> Tensor:
+def tversky_terms(prep: Prepared, fp_weight: float | Tensor, fn_weight: float | Tensor, exponent: Tensor,
+                  clip: bool) -> Terms:
+    """The shared path: ``mean_c (1 - TI_c)^{e_c}`` with ``TI = (TP+s) / (TP + w_FN·FN + w_FP·FP + s)``."""
+    s = prep.common["smooth"]
+
+    def term(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+        return focal_tversky_term(tversky_index(tp, fp, fn, fp_weight, fn_weight, s), exponent)
+
+    return region_terms(term, clip=clip)
+
+
+def delta_tversky_terms(prep: Prepared, delta: float | Sequence[float], exponent: Tensor) -> Terms:
     """``TI_c`` with ``δ_c`` on false negatives and ``1 - δ_c`` on false positives (Eq. 18, spec conv. 1)."""
     d = prep.class_vector("delta", delta)
-    tp, fp, fn = region_stats(prep, clip=True)
-    return tversky_index(tp, fp, fn, 1.0 - d, d, prep.common["smooth"])
+    return tversky_terms(prep, 1.0 - d, d, exponent, clip=True)
 
 
-def _tversky_core(prep: Prepared, alpha: float, beta: float, exponent: float, clip: bool) -> Tensor:
-    tp, fp, fn = region_stats(prep, clip=clip)
-    ti = tversky_index(tp, fp, fn, alpha, beta, prep.common["smooth"])
-    return region_term(prep, ti, prep.class_vector("exponent", exponent))
+def _tversky_core(prep: Prepared, alpha: float, beta: float, exponent: float, clip: bool) -> Terms:
+    return tversky_terms(prep, alpha, beta, prep.class_vector("exponent", exponent), clip)
 
 
 @loss_function
-def focal_tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7, gamma: float = 4 / 3) -> Tensor:
+def focal_tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7, gamma: float = 4 / 3) -> Terms:
     """Focal Tversky loss (Eq. 12): ``mean_c (1 - TI_c)^{1/γ}``, ``TI = TP / (TP + α·FP + β·FN)``.
 
     Defaults ``α = 0.3, β = 0.7, γ = 4/3`` (exponent 0.75) are the paper's settings (after Abraham
@@ -73,7 +82,7 @@ def focal_tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7, ga
 
 
 @loss_function
-def tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7) -> Tensor:
+def tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7) -> Terms:
     """Tversky loss: ``mean_c (1 - TI_c)``, ``α`` on false positives, ``β`` on false negatives.
 
     Defaults ``α = 0.3, β = 0.7`` (the paper's settings, after Salehi et al.).
@@ -82,7 +91,7 @@ def tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7) -> Tenso
 
 
 @loss_function
-def dice_loss(prep: Prepared) -> Tensor:
+def dice_loss(prep: Prepared) -> Terms:
     """Dice loss: ``mean_c (1 - DSC_c)`` with the soft ``DSC = 2TP / (2TP + FP + FN)`` (spec conv. 10).
 
     Example:
@@ -97,7 +106,7 @@ def dice_loss(prep: Prepared) -> Tensor:
 
 @loss_function
 def asymmetric_focal_tversky_loss(prep: Prepared, delta: float | Sequence[float] = 0.6,
-                                  gamma: float = 0.2) -> Tensor:
+                                  gamma: float = 0.2) -> Terms:
     """Asymmetric Focal Tversky loss (Eq. 19): background ``1 - TI_bg``, rare ``(1 - TI_r)^{1-γ}``.
 
     Mean over classes (the authors' code and experiments; Eq. 19 prints a sum), then over the batch.
@@ -106,17 +115,17 @@ def asymmetric_focal_tversky_loss(prep: Prepared, delta: float | Sequence[float]
     authors' ``x · x^{-γ}`` (NaN at a perfect prediction). Defaults ``δ = 0.6, γ = 0.2``.
     """
     e = prep.by_role(background=1.0, rare=1.0 - gamma, other=1.0)
-    return region_term(prep, delta_tversky_index(prep, delta), e)
+    return delta_tversky_terms(prep, delta, e)
 
 
 @loss_function
 def symmetric_focal_tversky_loss(prep: Prepared, delta: float | Sequence[float] = 0.6,
-                                 gamma: float = 0.2) -> Tensor:
+                                 gamma: float = 0.2) -> Terms:
     """Symmetric Focal Tversky loss (the authors' code): ``mean_c (1 - TI_c)^{1-γ}`` for every class.
 
     With ``γ = 1 - 1/γ_FT`` it equals the Focal Tversky loss with ``β = δ``, ``α = 1 - δ``.
     """
-    return region_term(prep, delta_tversky_index(prep, delta), prep.class_vector("exponent", 1.0 - gamma))
+    return delta_tversky_terms(prep, delta, prep.class_vector("exponent", 1.0 - gamma))
 
 
 class DiceLoss(Loss):

@@ -1,0 +1,290 @@
+"""The fused fast path for the common case: logits with integer labels.
+
+Every loss of the family is ``coef · D + R(TP, FP, FN)`` (:class:`unifocal.losses._core.Terms`).
+With integer labels both halves have a gradient of closed form in the probabilities, so one custom
+autograd function computes the softmax once, keeps only ``p`` for the backward pass (as
+``F.cross_entropy`` keeps its log-softmax), and writes the logit gradient in two passes:
+
+* ``D``: per position ``f_t(p_t) = -w_t (1 - p_t)^{γ_t} log p_t`` depends on ``p_t`` alone, so
+  ``∂D/∂x_j = c_n (δ_jt - p_j)`` with ``c_n = (v_n / n_b) · p_t f_t'(p_t)`` and
+  ``p f'(p) = w (1 - p)^γ (γ p log p / (1 - p) - 1)``.
+* ``R``: ``∂R/∂p_c(n) = v_n (A_c + B_c [t_n = c])`` with ``A = ∂R/∂ΣP``, ``B = ∂R/∂TP`` (through FP
+  and FN), obtained by autograd on the tiny ``(B, K)`` statistics; through the softmax,
+  ``∂R/∂x_j = p_j (G_j - Σ_c p_c G_c)``.
+
+Hence ``∂L/∂x = p ⊙ (v·A - s - c) + onehot_t ⊙ (v·p_t B_t + c)`` with ``s = v (Σ_c p_c A_c + p_t B_t)``.
+The tests check this path against the plain autograd path (``fused=False``) in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unifocal.losses._core import Prepared, Terms
+
+_SERIES_CUTOFF = 1e-4
+
+
+def _masks(labels: Tensor, valid: Tensor | None, k: int, dtype: torch.dtype) -> list[Tensor]:
+    """``m_c = [t = c]·v`` per class, ``(B, N)`` each (K small tensors instead of a gather/scatter)."""
+    lf = labels.to(dtype)
+    masks = [torch.eq(lf, c).to(dtype) for c in range(k)]
+    if valid is not None:
+        masks = [m.mul_(valid) for m in masks]
+    return masks
+
+
+def _dot(masks: list[Tensor], values: list[Tensor]) -> Tensor:
+    """``Σ_c m_c · values_c`` for per-class ``(B, N)`` tensors: the value at each position's target."""
+    out = masks[0] * values[0]
+    for m, v in zip(masks[1:], values[1:], strict=True):
+        out.addcmul_(m, v)
+    return out
+
+
+def _at_target(masks: list[Tensor], vec: list[float]) -> Tensor | float:
+    """``Σ_c m_c · vec_c`` for per-class numbers: e.g. the weight of each position's class.
+
+    Classes sharing the most common value cost nothing: ``ref + Σ_{c: vec_c ≠ ref} (vec_c - ref) m_c``.
+    (At ignored positions every mask is 0 and the result is ``ref``; callers mask those positions.)
+    """
+    ref = max(set(vec), key=vec.count)
+    out: Tensor | float = ref
+    for m, v in zip(masks, vec, strict=True):
+        if v != ref:
+            out = m * (v - ref) + out if isinstance(out, float) else out.add_(m, alpha=v - ref)
+    return out
+
+
+def _at_target_rows(masks: list[Tensor], mat: Tensor) -> Tensor:
+    """``Σ_c m_c · mat[:, c]`` for a per-sample, per-class matrix ``(B, K)``."""
+    cols = mat.unsqueeze(-1).unbind(1)
+    out = masks[0] * cols[0]
+    for m, col in zip(masks[1:], cols[1:], strict=True):
+        out.addcmul_(m, col)
+    return out
+
+
+def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """Per-class contiguous probabilities ``(B, N)`` and the log-sum-exp ``(B, N)``.
+
+    Class by class, in place: ``lse = max + log Σ exp(x - max)``, ``p_c = exp(x_c - max) / Σ``. Few
+    fresh buffers matter on CPU, where first-touch page faults of new tensors cost more than the
+    arithmetic.
+    """
+    mx = x.amax(1)
+    ps = [torch.sub(x[:, c], mx).exp_() for c in range(x.shape[1])]
+    s = ps[0].clone()
+    for e in ps[1:]:
+        s.add_(e)
+    for e in ps:
+        e.div_(s)
+    lse = mx.add_(s.log_())
+    return ps, lse
+
+
+class _FusedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
+                terms: Terms, batch: bool) -> Tensor:
+        b, k, _ = x.shape
+        ps, lse = _softmax_parts(x)
+        masks = _masks(labels, valid, k, x.dtype)
+        out = torch.zeros(b, device=x.device, dtype=x.dtype)
+        h = pt = None
+        if terms.coef:
+            logpt = _dot(masks, list(x.unbind(1))).sub_(lse if valid is None else lse.mul_(valid))
+            pt = logpt.exp()
+            gam = terms.gamma.tolist() if terms.modulated else [0.0] * k
+            mod_classes = [c for c in range(k) if gam[c] != 0.0]
+            scratch = lse  # free from here on
+            if mod_classes:
+                # log(1 - p_c) from the sum of the other probabilities (no cancellation); q_t is
+                # 1 - p_t where the target class is modulated and 1 elsewhere
+                log_mod = torch.zeros_like(pt)
+                q_t = torch.zeros_like(pt)
+                for c in mod_classes:
+                    q = scratch.zero_()
+                    for j in range(k):
+                        if j != c:
+                            q.add_(ps[j])
+                    q.clamp_min_(torch.finfo(x.dtype).tiny)
+                    q_t.addcmul_(masks[c], q)  # exact: no 1 + (q - 1) round trip
+                    log_mod.addcmul_(masks[c], q.log_(), value=gam[c])
+                if len(mod_classes) < k or valid is not None:
+                    q_t.add_(1.0 - _dot_sum(masks, mod_classes))
+                g_t = _at_target(masks, gam)
+                mod = log_mod.exp_()
+                # h = p f'(p) / w = (1-p)^γ (γ p log p / (1-p) - 1)
+                h = (pt * logpt).div_(q_t).mul_(g_t).sub_(1.0).mul_(mod)
+                f = mod.mul_(logpt)  # = -f
+            else:
+                h = torch.full_like(pt, -1.0)
+                f = logpt  # = -f
+            if terms.weight is not None:
+                w_t = _at_target(masks, terms.weight.tolist())
+                f = f.mul_(w_t) if f is not logpt else f * w_t
+                h.mul_(w_t)
+            if valid is not None:
+                h.mul_(valid)  # (f is already 0 at ignored positions: logpt is)
+            out = out - terms.coef * (f.sum(-1) / n_valid)
+        tp = psum = count = None
+        if terms.regions:
+            tp = torch.stack([torch.mul(m, p).sum(-1) for m, p in zip(masks, ps, strict=True)], dim=1)
+            count = torch.stack([m.sum(-1) for m in masks], dim=1)
+            psum = torch.stack([p.sum(-1) if valid is None else torch.mul(p, valid).sum(-1) for p in ps], dim=1)
+            if pt is None:
+                pt = _dot(masks, ps)
+            out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
+        ctx.save_for_backward(*ps, pt, labels, valid, n_valid, h, tp, psum, count)
+        ctx.terms, ctx.batch, ctx.k = terms, batch, k
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        k = ctx.k
+        saved = ctx.saved_tensors
+        ps = list(saved[:k])
+        pt, labels, valid, n_valid, h, tp, psum, count = saved[k:]
+        terms: Terms = ctx.terms
+        b = ps[0].shape[0]
+        masks = _masks(labels, valid, k, ps[0].dtype)
+        # u: subtracted from every class's p-weighted gradient; e: added at the target class
+        u = e = None
+        if h is not None:
+            u = h * (terms.coef * grad_out / n_valid).unsqueeze(1)
+            e = u
+        cols = None
+        if terms.regions:
+            with torch.enable_grad():
+                tp_ = tp.detach().requires_grad_(True)
+                ps_ = psum.detach().requires_grad_(True)
+                r = terms.region_value(*_pooled(tp_, ps_, count, ctx.batch)).expand(b)
+                dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
+            e_r = _at_target_rows(masks, dtp).mul_(pt)  # v·p_t·B_t (the masks carry v)
+            cols = dps.unsqueeze(-1).unbind(1)
+            s = _dot(ps, list(cols)) if valid is None else _dot(ps, list(cols)).mul_(valid)
+            e = e_r if e is None else e_r.add_(e)
+            u = s.add_(e)
+        grad = torch.empty((b, k, ps[0].shape[1]), dtype=ps[0].dtype, device=ps[0].device)
+        for c in range(k):
+            g = grad[:, c]
+            if cols is None:
+                torch.mul(ps[c], u, out=g).neg_()
+            elif valid is None:
+                torch.sub(cols[c], u, out=g).mul_(ps[c])
+            else:
+                torch.mul(valid, cols[c], out=g).sub_(u).mul_(ps[c])
+            g.addcmul_(masks[c], e)
+        return grad, None, None, None, None, None
+
+
+def _dot_sum(masks: list[Tensor], classes: list[int]) -> Tensor:
+    out = masks[classes[0]].clone()
+    for c in classes[1:]:
+        out.add_(masks[c])
+    return out
+
+
+def _pooled(tp: Tensor, psum: Tensor, count: Tensor, batch: bool) -> tuple[Tensor, Tensor, Tensor]:
+    tp_, fp_, fn_ = tp, psum - tp, count - tp
+    if batch:
+        return tp_.sum(0, keepdim=True), fp_.sum(0, keepdim=True), fn_.sum(0, keepdim=True)
+    return tp_, fp_, fn_
+
+
+class _FusedBinaryLoss(torch.autograd.Function):
+    """Two classes: everything is a function of the logit difference ``z = x_1 - x_0``.
+
+    With ``a = ±z`` signed towards the target, ``log p_t = log σ(a)`` and ``log(1 - p_t) = log σ(a) - a``
+    exactly, and ``d/da [-w (1-p)^γ log p] = w (1-p)^γ (γ p log p - (1 - p))``: no division anywhere.
+    The region terms need only ``Σ p_1``, ``Σ m_1 p_1`` and ``Σ m_1`` (class 0 follows from them), and
+    their gradient in ``p_1`` is ``v(A_1 - A_0 - B_0) + m_1 (B_1 + B_0)``. The logit gradient is
+    ``(-dz, dz)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
+                terms: Terms, batch: bool) -> Tensor:
+        b, _, n = x.shape
+        z = x[:, 1] - x[:, 0]
+        m1 = labels.to(x.dtype)  # ignored positions carry label 0, so m1 is already 0 there
+        sign = m1 * 2.0 - 1.0
+        a = z * sign
+        out = torch.zeros(b, device=x.device, dtype=x.dtype)
+        d_dz = None
+        if terms.coef:
+            sp = torch.nn.functional.softplus(a)  # -log(1 - p_t); far faster than logsigmoid on CPU
+            logp = a - sp
+            pt = torch.exp(logp)
+            if terms.modulated:
+                g0, g1 = terms.gamma.tolist()
+                g_t = g0 + (g1 - g0) * m1 if g0 != g1 else g0
+                mod = torch.exp(sp * -g_t)
+                f = -logp * mod
+                d_da = mod * (pt * logp * g_t + pt - 1.0)
+            else:
+                f = -logp
+                d_da = pt - 1.0
+            if terms.weight is not None:
+                w0, w1 = terms.weight.tolist()
+                if w0 != w1:
+                    w_t = w0 + (w1 - w0) * m1
+                    f = f * w_t
+                    d_da = d_da * w_t
+                else:
+                    f = f * w0
+                    d_da = d_da * w0
+            if valid is not None:
+                f = f * valid
+                d_da = d_da * valid
+            scale = (terms.coef / n_valid).unsqueeze(1)
+            out = out + terms.coef * (f.sum(-1) / n_valid)
+            d_dz = d_da.mul_(sign).mul_(scale)
+        p1 = tp = psum = count = None
+        if terms.regions:
+            p1 = torch.sigmoid(z)
+            nv = n_valid if valid is not None else torch.full_like(n_valid, float(n))
+            tp1 = (m1 * p1).sum(-1)
+            ps1 = (p1 if valid is None else p1 * valid).sum(-1)
+            c1 = m1.sum(-1)
+            tp = torch.stack([nv - ps1 - c1 + tp1, tp1], 1)
+            psum = torch.stack([nv - ps1, ps1], 1)
+            count = torch.stack([nv - c1, c1], 1)
+            out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
+        ctx.save_for_backward(d_dz, p1, labels, valid, tp, psum, count)
+        ctx.terms, ctx.batch = terms, batch
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        d_dz, p1, labels, valid, tp, psum, count = ctx.saved_tensors
+        terms: Terms = ctx.terms
+        dz = None if d_dz is None else d_dz * grad_out.unsqueeze(1)
+        if terms.regions:
+            b = p1.shape[0]
+            with torch.enable_grad():
+                tp_ = tp.detach().requires_grad_(True)
+                ps_ = psum.detach().requires_grad_(True)
+                r = terms.region_value(*_pooled(tp_, ps_, count, ctx.batch)).expand(b)
+                dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
+            alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
+            beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
+            m1 = labels.to(p1.dtype)
+            coef = m1 * beta + (alpha if valid is None else alpha * valid)
+            r_dz = coef.mul_(p1).mul_(1.0 - p1)
+            dz = r_dz if dz is None else dz.add_(r_dz)
+        grad = torch.empty((dz.shape[0], 2, dz.shape[1]), dtype=dz.dtype, device=dz.device)
+        torch.neg(dz, out=grad[:, 0])
+        grad[:, 1].copy_(dz)
+        return grad, None, None, None, None, None
+
+
+def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
+    """Per-sample loss ``(B,)`` for logits with integer labels (see the module docstring)."""
+    fn = _FusedBinaryLoss if prep.num_classes == 2 else _FusedLoss
+    return fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms, bool(prep.common["batch"]))
+
