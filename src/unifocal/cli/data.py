@@ -1,9 +1,41 @@
-"""Commands of this stage (to be filled in)."""
+"""Commands of the data stage: ``unifocal data summary PATH [--layout ...]``."""
 
 from __future__ import annotations
 
+import json
+
 import typer
+
+data_app = typer.Typer(help="Datasets: layouts, preprocessing, summaries.", no_args_is_help=True,
+                       add_completion=False)
+
+
+@data_app.command("summary")
+def summary(
+    path: str = typer.Argument(..., help="Dataset folder, or phantom2d / phantom3d."),
+    layout: str | None = typer.Option(None, "--layout", "-l",
+                                      help="pairs, bus2017, busi, msd, brats20, kits19 (default: detect)."),
+    limit: int | None = typer.Option(None, "--limit", help="Summarise only the first N cases."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with per-case fractions)."),
+    progress: bool = typer.Option(False, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Cases, image sizes, spacings and per-class foreground/background percentages (paper Table 1)."""
+    from unifocal.data import load_dataset
+    from unifocal.data.summary import format_table, summarize
+
+    try:
+        ds = load_dataset(path, layout=layout, cache=False)
+        ids = ds.ids[:limit] if limit else None
+        s = summarize(ds, ids, progress=progress)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(s, indent=1))
+    else:
+        typer.echo(format_table(s))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the main app."""
+    """Add the ``data`` sub-app to the main app."""
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,45 @@
+"""``unifocal data summary``: Table-1 style output; fractions match index.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from unifocal.cli import app
+
+runner = CliRunner()
+
+
+def test_summary_busi_matches_index(busi_root):
+    with open(busi_root / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    res = runner.invoke(app, ["data", "summary", str(busi_root), "--limit", "25", "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["cases"] == 25 and s["layout"] == "pairs"
+    by_name = {r["name"]: float(r["fg_fraction"]) for r in rows}
+    for cid, fr in s["per_case"].items():
+        assert fr[1] == pytest.approx(by_name[cid], abs=2e-6)
+    expected = 100 * np.mean([by_name[c] for c in s["per_case"]])
+    assert s["classes"]["foreground"]["mean_pct"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_summary_hippocampus_text(hippocampus_root):
+    with open(hippocampus_root / "index.csv") as f:
+        rows = list(csv.DictReader(f))[:15]
+    res = runner.invoke(app, ["data", "summary", str(hippocampus_root), "--layout", "msd", "--limit", "15"])
+    assert res.exit_code == 0, res.output
+    assert "Cases: 15" in res.output and "Spacing (median):    1.000 x 1.000 x 1.000" in res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("class1"))
+    assert float(line.split()[1]) == pytest.approx(100 * np.mean([float(r["fg_anterior"]) for r in rows]), abs=1e-3)
+
+
+def test_summary_phantom_and_errors(tmp_path):
+    res = runner.invoke(app, ["data", "summary", "phantom2d"])
+    assert res.exit_code == 0 and "Cases: 24" in res.output and "lesion" in res.output
+    res = runner.invoke(app, ["data", "summary", str(tmp_path)])
+    assert res.exit_code == 2 and "no known dataset layout" in res.output
