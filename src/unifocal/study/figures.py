@@ -1,0 +1,415 @@
+"""The study's figures (matplotlib; each written as PNG and PDF).
+
+* :func:`fig2_loss_curves`: the paper's Fig. 2, loss against the probability of the true class for
+  several γ, for the focal and the focal-Tversky components, background and foreground (rare) class.
+* :func:`sensitivity_figure`: DSC / precision / recall against δ, γ and λ (tuning grids) with CI bands.
+* :func:`learning_curves_figure`: training and validation loss and validation DSC per epoch, one line
+  per run (fold) of an arm, from each run's ``log.csv``.
+* :func:`overlay_figure`: the paper's Fig. 3, one case's segmentation by each loss beside the ground
+  truth, with contours and a magnified inset, from the runs' saved ``predictions/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from unifocal.study.plan import table2_lambda
+from unifocal.study.results import METRICS, Arm, aggregate
+
+__all__ = [
+    "choose_overlay_case",
+    "fig2_components",
+    "fig2_loss_curves",
+    "find_sweeps",
+    "learning_curves_figure",
+    "overlay_figure",
+    "read_prediction",
+    "save_figure",
+    "sensitivity_figure",
+]
+
+_COLORS = {"dsc": "tab:blue", "precision": "tab:orange", "recall": "tab:green"}
+_LABEL = {"dsc": "DSC", "precision": "Precision", "recall": "Recall"}
+
+
+def save_figure(fig: Any, path_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Save ``fig`` as ``<stem>.<fmt>`` for each format and close it; returns the paths."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = stem.parent / f"{stem.name}.{fmt}"
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        out.append(p)
+    return out
+
+
+def fig2_components(p: np.ndarray, gamma: float, delta: float = 0.6) -> dict[str, np.ndarray]:
+    """The loss components of one position against the probability ``p`` of its true class.
+
+    Formulas of ``../shared/spec/LOSSES.md`` (conventions 1, 3, 4, 9), per position:
+
+    * asymmetric focal, background: ``(1-δ)·(1-p)^γ·(-log p)``; foreground (rare): ``δ·(-log p)``;
+      the symmetric variant modulates the foreground too: ``δ·(1-p)^γ·(-log p)``.
+    * focal Tversky of a one-position structure predicted with probability ``p``: ``TP = p``,
+      ``FN = 1-p``, ``FP = 0``, so ``TI = p / (p + δ(1-p))``; background ``1 - TI``, foreground
+      (rare) ``(1 - TI)^(1-γ)``; the symmetric variant enhances the background too.
+
+    Returns:
+        ``{"focal_bg", "focal_fg", "focal_fg_sym", "ft_bg", "ft_bg_sym", "ft_fg"}`` arrays like ``p``.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    ce = -np.log(p)
+    ti = p / (p + delta * (1.0 - p))
+    one_m = np.clip(1.0 - ti, 0.0, None)
+    return {
+        "focal_bg": (1.0 - delta) * (1.0 - p) ** gamma * ce,
+        "focal_fg": delta * ce,
+        "focal_fg_sym": delta * (1.0 - p) ** gamma * ce,
+        "ft_bg": one_m,
+        "ft_bg_sym": one_m ** (1.0 - gamma),
+        "ft_fg": one_m ** (1.0 - gamma),
+    }
+
+
+def fig2_loss_curves(out_stem: str | Path, gammas: Sequence[float] = (0.0, 0.2, 0.5, 0.8),
+                     delta: float = 0.6, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Fig. 2: focal (top) and focal-Tversky (bottom) components against the true-class probability,
+    background (left: suppressed by γ) and foreground / rare class (right: enhanced by γ).
+
+    Solid lines: the asymmetric Unified Focal components; dashed: the symmetric variant where the
+    asymmetric one does not depend on γ.
+
+    Raises:
+        ValueError: if a γ lies outside [0, 1) or δ outside (0, 1).
+    """
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must lie in (0, 1), got {delta}")
+    bad = [g for g in gammas if not 0.0 <= g < 1.0]
+    if bad:
+        raise ValueError(f"gamma must lie in [0, 1) for the figure, got {bad}")
+    p = np.linspace(1e-3, 1.0, 500)
+    fig = Figure(figsize=(10, 8))
+    axes = fig.subplots(2, 2, sharex=True)
+    cmap = matplotlib.colormaps["viridis"]
+    for i, g in enumerate(gammas):
+        c = cmap(i / max(len(gammas) - 1, 1))
+        comp = fig2_components(p, g, delta)
+        axes[0, 0].plot(p, comp["focal_bg"], color=c, label=f"γ = {g:g}")
+        axes[0, 1].plot(p, comp["focal_fg_sym"], color=c, ls="--", label=f"symmetric, γ = {g:g}")
+        axes[1, 0].plot(p, comp["ft_bg_sym"], color=c, ls="--", label=f"symmetric, γ = {g:g}")
+        axes[1, 1].plot(p, comp["ft_fg"], color=c, label=f"γ = {g:g}")
+    comp = fig2_components(p, 0.0, delta)
+    axes[0, 1].plot(p, comp["focal_fg"], color="k", lw=2, label="asymmetric (any γ)")
+    axes[1, 0].plot(p, comp["ft_bg"], color="k", lw=2, label="asymmetric (any γ)")
+    titles = [["Focal component, background (suppressed)", "Focal component, foreground (rare)"],
+              ["Focal Tversky component, background", "Focal Tversky component, foreground (enhanced)"]]
+    for r in range(2):
+        for c in range(2):
+            ax = axes[r, c]
+            ax.set_title(titles[r][c], fontsize=10)
+            ax.set_xlabel("probability of the ground-truth class")
+            ax.set_ylabel("loss")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    axes[0, 0].set_ylim(0, 3)
+    axes[0, 1].set_ylim(0, 3)
+    fig.suptitle(f"Unified Focal loss components (δ = {delta:g})")
+    return save_figure(fig, out_stem, formats)
+
+
+def find_sweeps(arms: dict[str, Arm], params: Sequence[str] = ("delta", "gamma", "lambda_"),
+                loss: str = "unified_focal") -> dict[str, list[str]]:
+    """One-at-a-time sweeps among the arms of ``loss``: ``{param: [arm, ...]}`` sorted by the value.
+
+    For each parameter the arms are grouped by the values of the other parameters; the largest group
+    with at least two values of the parameter is the sweep (ties: the first group found).
+    """
+    out: dict[str, list[str]] = {}
+    cand = [a for a in arms.values() if a.loss == loss]
+    for prm in params:
+        groups: dict[tuple, dict[float, str]] = {}
+        for a in cand:
+            if prm not in a.params:
+                continue
+            rest = tuple(sorted((k, repr(v)) for k, v in a.params.items() if k != prm))
+            groups.setdefault(rest, {})[float(a.params[prm])] = a.name
+        best = max(groups.values(), key=len, default={})
+        if len(best) >= 2:
+            out[prm] = [best[v] for v in sorted(best)]
+    return out
+
+
+def sensitivity_figure(arms: dict[str, Arm], out_stem: str | Path, cls: str, unit: str = "folds",
+                       lambda_axis: str = "table2", formats: Sequence[str] = ("png", "pdf"),
+                       loss: str = "unified_focal") -> list[Path]:
+    """DSC, precision and recall against each swept parameter, mean with its CI band.
+
+    Args:
+        arms: the study's arms.
+        out_stem: output path without suffix.
+        cls: the class to plot.
+        unit: CI unit (``folds`` or ``cases``).
+        lambda_axis: ``"table2"`` plots λ as the paper's Table 2 column (``1 - λ`` of Eq. 20, i.e. the
+            weight of the Tversky term), ``"eq20"`` as this library's λ (weight of the focal term).
+        formats: file formats.
+        loss: the tuned loss.
+
+    Returns:
+        The written paths (empty when there is no sweep).
+
+    Raises:
+        ValueError: for an unknown ``lambda_axis``.
+    """
+    if lambda_axis not in ("table2", "eq20"):
+        raise ValueError(f"lambda_axis must be 'table2' or 'eq20', got {lambda_axis!r}")
+    sweeps = find_sweeps(arms, loss=loss)
+    if not sweeps:
+        return []
+    fig = Figure(figsize=(4.5 * len(sweeps), 3.8))
+    axes = fig.subplots(1, len(sweeps), squeeze=False)
+    for ax, (prm, names) in zip(axes[0], sweeps.items()):
+        xs = np.array([float(arms[n].params[prm]) for n in names])
+        xlabel = {"delta": "δ", "gamma": "γ", "lambda_": "λ (Eq. 20: weight of the focal term)"}[prm]
+        if prm == "lambda_" and lambda_axis == "table2":
+            xs = np.array([table2_lambda(x) for x in xs])
+            xlabel = "λ (Table 2 column = 1 − λ of Eq. 20)"
+        order = np.argsort(xs)
+        fixed = {k: v for k, v in arms[names[0]].params.items() if k != prm}
+        for m in METRICS:
+            cis = [aggregate(arms[names[i]], cls, m, unit) for i in order]
+            mean = np.array([c.mean for c in cis])
+            hw = np.array([c.half_width if math.isfinite(c.half_width) else 0.0 for c in cis])
+            ax.plot(xs[order], mean, "o-", color=_COLORS[m], label=_LABEL[m])
+            ax.fill_between(xs[order], mean - hw, mean + hw, color=_COLORS[m], alpha=0.2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("score")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.set_title(", ".join(f"{'λ' if k == 'lambda_' else {'delta': 'δ', 'gamma': 'γ'}.get(k, k)}={v:g}"
+                               for k, v in sorted(fixed.items())), fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Sensitivity, class {cls} (mean ± 95% CI over {unit})")
+    fig.tight_layout()
+    return save_figure(fig, out_stem, formats)
+
+
+def _read_log(path: Path) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            for k, v in row.items():
+                try:
+                    out.setdefault(k, []).append(float(v))
+                except (TypeError, ValueError):
+                    out.setdefault(k, []).append(float("nan"))
+    return out
+
+
+def learning_curves_figure(arm: Arm, out_stem: str | Path, title: str | None = None,
+                           formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Training / validation loss (left) and validation DSC (right) per epoch, one colour per run.
+
+    Returns:
+        The written paths (empty when no run of the arm has a ``log.csv``).
+    """
+    logs = {k: r.run_dir / "log.csv" for k, r in sorted(arm.runs.items()) if (r.run_dir / "log.csv").is_file()}
+    if not logs:
+        return []
+    fig = Figure(figsize=(10, 3.8))
+    a1, a2 = fig.subplots(1, 2)
+    for i, (k, p) in enumerate(logs.items()):
+        log = _read_log(p)
+        ep = log.get("epoch", list(range(len(next(iter(log.values()))))))
+        c = f"C{i % 10}"
+        if "train_loss" in log:
+            a1.plot(ep, log["train_loss"], color=c, label=f"fold {k} train")
+        if "val_loss" in log:
+            a1.plot(ep, log["val_loss"], color=c, ls="--", label=f"fold {k} val")
+        if "val_dsc" in log:
+            a2.plot(ep, log["val_dsc"], color=c, label=f"fold {k}")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss")
+    a1.legend(fontsize=7)
+    a1.grid(alpha=0.3)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("validation DSC")
+    a2.set_ylim(0, 1)
+    a2.legend(fontsize=7)
+    a2.grid(alpha=0.3)
+    fig.suptitle(title or arm.name)
+    fig.tight_layout()
+    return save_figure(fig, out_stem, formats)
+
+
+def _prediction_file(run_dir: Path, case_id: str) -> Path | None:
+    for suffix in (".png", ".nii.gz", ".nii"):
+        p = run_dir / "predictions" / f"{case_id}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def read_prediction(path: str | Path, num_classes: int) -> np.ndarray:
+    """Label map of a saved prediction (PNG grey level ``class * (255 // (K-1))``, or NIfTI labels)."""
+    path = Path(path)
+    if path.suffix == ".png":
+        from PIL import Image
+
+        arr = np.asarray(Image.open(path))
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        scale = 255 // max(num_classes - 1, 1)
+        return np.rint(arr.astype(np.float64) / scale).astype(np.int64)
+    import nibabel as nib
+
+    return np.asarray(nib.load(str(path)).dataobj).astype(np.int64)
+
+
+def _slice(image: np.ndarray, label: np.ndarray, preds: list[np.ndarray]) -> tuple:
+    """2D views: the image's first channel; for 3D the slice (last axis) with most foreground."""
+    img = image[0] if image.ndim == label.ndim + 1 else image
+    if label.ndim == 3:
+        z = int(np.argmax((label > 0).reshape(-1, label.shape[-1]).sum(0)))
+        return img[..., z], label[..., z], [p[..., z] for p in preds]
+    return img, label, preds
+
+
+def _prediction_files(arms: dict[str, Arm], order: Sequence[str], cid: str) -> dict[str, Path]:
+    out = {}
+    for n in order:
+        for r in arms[n].runs.values():
+            f = _prediction_file(r.run_dir, cid)
+            if f is not None:
+                out[n] = f
+                break
+    return out
+
+
+def _case_stem(name: str) -> str | None:
+    for suffix in (".nii.gz", ".png", ".nii"):
+        if name.endswith(suffix) and not name.endswith(f"_probs{suffix}"):
+            return name[: -len(suffix)]
+    return None
+
+
+def choose_overlay_case(arms: dict[str, Arm], order: Sequence[str]) -> str | None:
+    """The default case of Fig. 3: saved predictions from every arm in ``order``, a non-empty ground
+    truth when the per-case counts tell (``tp + fn > 0``), and the largest DSC spread across the arms
+    (ties: the smallest id). ``None`` when no case has predictions from every arm.
+    """
+    if not order:
+        return None
+    first = arms[order[0]]
+    ids = sorted({stem for r in first.runs.values() for f in (r.run_dir / "predictions").glob("*")
+                  if (stem := _case_stem(f.name)) is not None})
+    cands = [cid for cid in ids if len(_prediction_files(arms, order, cid)) == len(order)]
+    present = [cid for cid in cands
+               if any(per[cid].get("tp", 0) + per[cid].get("fn", 0) > 0
+                      for r in first.runs.values() for per in r.cases.values() if cid in per)]
+    cands = present or cands
+    if not cands:
+        return None
+    cls = first.classes[0] if first.classes else None
+
+    def spread(cid: str) -> float:
+        v = [arms[n].case_values(cls, "dsc").get(cid, float("nan")) for n in order] if cls else []
+        v = [x for x in v if math.isfinite(x)]
+        return (max(v) - min(v)) if v else 0.0
+
+    return sorted(cands, key=lambda c: (-spread(c), c))[0]
+
+
+def overlay_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[str, str], dataset: Any,
+                   out_stem: str | Path, case_id: str | None = None,
+                   formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Fig. 3: one case, ground truth and each arm's prediction, with contours and a zoomed inset.
+
+    Args:
+        arms: the study's arms (their runs' ``predictions/`` are read).
+        order: arms to show, in order.
+        titles: panel titles by arm.
+        dataset: the dataset (``original(case_id)`` gives image and label in the original geometry,
+            the geometry of the saved predictions) with ``num_classes``.
+        out_stem: output path without suffix.
+        case_id: the case; default the case with predictions from every arm and a non-empty ground
+            truth (when the per-case counts say so) whose DSC differs most across arms (ties: the
+            smallest id).
+        formats: file formats.
+
+    Returns:
+        The written paths; empty when no case has predictions from every arm.
+
+    Raises:
+        ValueError: if ``case_id`` lacks a prediction of some arm.
+    """
+    if case_id is None:
+        case_id = choose_overlay_case(arms, order)
+        if case_id is None:
+            return []
+    found = _prediction_files(arms, order, case_id)
+    missing = [n for n in order if n not in found]
+    if missing:
+        raise ValueError(f"case {case_id!r} has no saved prediction for {missing} (train with save_predictions)")
+    orig = dataset.original(case_id)
+    k = int(dataset.num_classes)
+    preds = [read_prediction(found[n], k) for n in order]
+    label = np.asarray(orig.label).astype(np.int64)
+    for n, p in zip(order, preds):
+        if p.shape != label.shape:
+            raise ValueError(f"prediction of {n} for {case_id!r} has shape {p.shape}, label {label.shape}")
+    img, lab, prd = _slice(np.asarray(orig.image, dtype=np.float64), label, preds)
+    fg = np.argwhere(lab > 0)
+    if fg.size:
+        (y0, x0), (y1, x1) = fg.min(0), fg.max(0)
+    else:
+        y0, x0, y1, x1 = 0, 0, lab.shape[0] - 1, lab.shape[1] - 1
+    m = max(4, int(0.15 * max(y1 - y0, x1 - x0)))
+    y0, x0 = max(0, y0 - m), max(0, x0 - m)
+    y1, x1 = min(lab.shape[0] - 1, y1 + m), min(lab.shape[1] - 1, x1 + m)
+    panels = [("Ground truth", lab)] + [(titles.get(n, n), p) for n, p in zip(order, prd)]
+    ncol = min(4, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig = Figure(figsize=(3.2 * ncol, 3.4 * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    cls_colors = ["red", "yellow", "cyan", "magenta", "orange"]
+
+    def draw(ax: Any, seg: np.ndarray, is_gt: bool) -> None:
+        ax.imshow(img, cmap="gray", interpolation="nearest")
+        for c in range(1, k):
+            if (lab == c).any():
+                ax.contour(lab == c, levels=[0.5], colors="lime", linewidths=1.0)
+            if not is_gt and (seg == c).any():
+                color = cls_colors[(c - 1) % len(cls_colors)]
+                ax.imshow(np.ma.masked_where(seg != c, np.ones_like(seg, dtype=float)),
+                          cmap=matplotlib.colors.ListedColormap([color]), alpha=0.25, vmin=0, vmax=1,
+                          interpolation="nearest")
+                ax.contour(seg == c, levels=[0.5], colors=cls_colors[(c - 1) % len(cls_colors)],
+                           linewidths=1.0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    for i, (title, seg) in enumerate(panels):
+        ax = axes[i // ncol, i % ncol]
+        draw(ax, seg, i == 0)
+        ax.set_title(title, fontsize=9)
+        ins = ax.inset_axes([0.58, 0.58, 0.4, 0.4])
+        draw(ins, seg, i == 0)
+        ins.set_xlim(x0 - 0.5, x1 + 0.5)
+        ins.set_ylim(y1 + 0.5, y0 - 0.5)
+        for s in ins.spines.values():
+            s.set_edgecolor("white")
+        ax.indicate_inset_zoom(ins, edgecolor="white")
+    for j in range(len(panels), nrow * ncol):
+        axes[j // ncol, j % ncol].axis("off")
+    fig.suptitle(f"Case {case_id}: ground truth (green contour) and prediction (red, shaded)")
+    fig.tight_layout()
+    return save_figure(fig, out_stem, formats)

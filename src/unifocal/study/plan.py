@@ -1,0 +1,421 @@
+"""Study planning: the paper's loss comparison and the Table 2 tuning grids as lists of runs.
+
+A *run* is one configuration and one fold. Its folder name is a pure function of the loss, its
+parameters and the fold (``<root>/<arm>/fold<k>``), so re-planning the same study yields the same
+folders: finished runs are skipped and interrupted ones resumed by
+:func:`unifocal.training.train_and_evaluate`.
+
+An *arm* is a loss with its parameters (all folds of it), named ``<loss>[-<param><value>...]``, e.g.
+``unified_focal-delta0.6-gamma0.2-lambda0.5``.
+
+Lambda convention (``../shared/spec/LOSSES.md``, convention 2): in this library λ weights the
+distribution (focal) term, ``L_UF = λ·L_aF + (1-λ)·L_aFT`` (Eq. 20). The paper's Table 2 λ column
+follows the authors' code, where λ weights the Tversky term, so a Table 2 value ``λ_T`` is the run
+``lambda_ = 1 - λ_T``. Because the grid 0, 0.1, ..., 1 is symmetric, the set of runs is the same; only
+the label differs, and :func:`table2_lambda` converts for the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "PAPER_LOSS_ORDER",
+    "PAPER_SETTINGS",
+    "TABLE2_GRIDS",
+    "UNIFIED_FOCAL_OPTIMUM",
+    "RunSpec",
+    "arm_name",
+    "compare_plan",
+    "parse_grid",
+    "parse_losses",
+    "prepare_study",
+    "table2_lambda",
+    "tune_plan",
+]
+
+#: The paper's seven compared losses, in the paper's table order.
+PAPER_LOSS_ORDER: tuple[str, ...] = (
+    "focal", "dice", "tversky", "focal_tversky", "combo", "hybrid_focal", "unified_focal",
+)
+
+#: The settings of the paper's comparison (Section 3 / Tables 3-5), all explicit so that a run does not
+#: depend on the library's defaults (Hybrid Focal: λ = 0.5 with the focal and focal-Tversky settings).
+PAPER_SETTINGS: dict[str, dict[str, float]] = {
+    "focal": {"alpha": 0.25, "gamma": 2.0},
+    "dice": {},
+    "tversky": {"alpha": 0.3, "beta": 0.7},
+    "focal_tversky": {"alpha": 0.3, "beta": 0.7, "gamma": 4.0 / 3.0},
+    "combo": {"alpha": 0.5, "beta": 0.5},
+    "hybrid_focal": {"lambda_": 0.5, "focal_alpha": 0.25, "focal_gamma": 2.0,
+                     "tversky_alpha": 0.3, "tversky_beta": 0.7, "tversky_gamma": 4.0 / 3.0},
+    "unified_focal": {"delta": 0.6, "gamma": 0.2, "lambda_": 0.5},
+}
+
+#: The paper's tuned optimum of the Unified Focal loss.
+UNIFIED_FOCAL_OPTIMUM: dict[str, float] = {"delta": 0.6, "gamma": 0.2, "lambda_": 0.5}
+
+
+def _r(values: Iterable[float]) -> list[float]:
+    return [round(float(v), 10) for v in values]
+
+
+#: Table 2's three one-at-a-time grids: ``(swept parameter, values, fixed parameters)``. The lambda
+#: values are in this library's convention (Eq. 20); see the module docstring for the Table 2 column.
+TABLE2_GRIDS: dict[str, tuple[str, list[float], dict[str, float]]] = {
+    "delta": ("delta", _r(0.1 * i for i in range(1, 10)), {"gamma": 0.0, "lambda_": 0.5}),
+    "gamma": ("gamma", [0.05, 0.1, 0.2, 0.3, 0.4, 0.5], {"delta": 0.6, "lambda_": 0.5}),
+    "lambda": ("lambda_", _r(0.1 * i for i in range(11)), {"delta": 0.6, "gamma": 0.2}),
+}
+
+
+def table2_lambda(lambda_: float) -> float:
+    """The paper's Table 2 λ column value of a run with this library's ``lambda_`` (``1 - lambda_``)."""
+    return round(1.0 - float(lambda_), 10)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"loss parameter value {v} is not finite")
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        return "_".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def arm_name(loss: str, params: Mapping[str, Any]) -> str:
+    """Deterministic folder name of a loss with its parameters, e.g. ``tversky-alpha0.3-beta0.7``.
+
+    Parameters are sorted by name; a trailing underscore (``lambda_``) is dropped in the name.
+
+    Raises:
+        ValueError: if the loss name or a parameter would not make a safe folder name.
+    """
+    if not loss or not loss.replace("_", "").isalnum():
+        raise ValueError(f"loss name {loss!r} is not a plain identifier")
+    parts = [loss]
+    for k in sorted(params):
+        s = _fmt(params[k])
+        if any(c in s for c in "/\\ "):
+            raise ValueError(f"loss parameter {k}={params[k]!r} cannot be part of a folder name")
+        parts.append(f"{k.rstrip('_')}{s}")
+    return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One planned run: a full configuration (one loss, one fold) and the folder it writes.
+
+    Attributes:
+        arm: the arm name (loss with parameters), shared by all folds.
+        fold: the fold index.
+        config: the configuration passed to :func:`unifocal.training.train_and_evaluate`.
+        run_dir: the run folder.
+        tags: study metadata (e.g. ``{"grid": "delta"}``), not part of the configuration.
+    """
+
+    arm: str
+    fold: int
+    config: dict[str, Any]
+    run_dir: Path
+    tags: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def name(self) -> str:
+        """``<arm>/fold<k>``."""
+        return f"{self.arm}/fold{self.fold}"
+
+
+def _coerce(value: str) -> Any:
+    v = yaml.safe_load(value)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def parse_losses(spec: str | Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Parse a loss selection into ``[(name, params), ...]``.
+
+    ``spec`` is a comma-separated string or a list of items; an item is ``paper`` (the seven losses
+    with the paper's settings), a loss name (the paper's settings if it is one of the seven, else the
+    library's defaults) or ``name:key=value:key=value`` to set parameters, e.g.
+    ``paper,cross_entropy,unified_focal:delta=0.7``. Duplicates are removed, order kept.
+
+    Raises:
+        ValueError: for an empty selection or a malformed item.
+    """
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    items = [s for s in items if s]
+    if not items:
+        raise ValueError("no loss selected: give --losses paper or a comma-separated list of loss names")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for item in items:
+        if item == "paper":
+            out.extend((n, dict(PAPER_SETTINGS[n])) for n in PAPER_LOSS_ORDER)
+            continue
+        name, *kvs = item.split(":")
+        params = dict(PAPER_SETTINGS.get(name, {}))
+        for kv in kvs:
+            if "=" not in kv:
+                raise ValueError(f"loss parameter {kv!r} in {item!r} is not of the form key=value")
+            k, v = kv.split("=", 1)
+            k = k.strip()
+            if k == "lambda":
+                k = "lambda_"
+            params[k] = _coerce(v.strip())
+        out.append((name, params))
+    seen: set[str] = set()
+    unique = []
+    for name, params in out:
+        key = arm_name(name, params)
+        if key not in seen:
+            seen.add(key)
+            unique.append((name, params))
+    return unique
+
+
+def parse_grid(spec: str) -> dict[str, list[float]]:
+    """Parse a user grid ``"delta=0.5,0.6;gamma=0.1,0.2"`` into ``{"delta": [...], "gamma": [...]}``.
+
+    ``lambda`` is accepted for ``lambda_`` (this library's convention, Eq. 20). Numeric ranges
+    ``start:stop:step`` (inclusive stop) are accepted too, e.g. ``delta=0.1:0.9:0.1``.
+
+    Raises:
+        ValueError: for a malformed grid.
+    """
+    grid: dict[str, list[float]] = {}
+    for part in [p.strip() for p in spec.split(";") if p.strip()]:
+        if "=" not in part:
+            raise ValueError(f"grid entry {part!r} is not of the form param=v1,v2,...")
+        k, vals = (s.strip() for s in part.split("=", 1))
+        k = "lambda_" if k == "lambda" else k
+        values: list[float] = []
+        for v in [s.strip() for s in vals.split(",") if s.strip()]:
+            if v.count(":") == 2:
+                try:
+                    a, b, c = (float(x) for x in v.split(":"))
+                except ValueError as e:
+                    raise ValueError(f"grid range {v!r} for {k} is not start:stop:step") from e
+                if c <= 0 or b < a:
+                    raise ValueError(f"grid range {v!r} for {k} needs step > 0 and stop >= start")
+                n = math.floor((b - a) / c + 1e-9) + 1
+                values.extend(round(a + i * c, 10) for i in range(n))
+            else:
+                try:
+                    values.append(float(v))
+                except ValueError as e:
+                    raise ValueError(f"grid value {v!r} for {k} is not a number") from e
+        if not values:
+            raise ValueError(f"grid entry {part!r} has no values")
+        grid[k] = values
+    if not grid:
+        raise ValueError(f"empty grid {spec!r}")
+    return grid
+
+
+def _validate_loss(name: str, params: Mapping[str, Any]) -> None:
+    """Check name and parameters with ``unifocal.losses.get_loss`` when the loss library is present."""
+    try:
+        from unifocal.losses import get_loss
+    except ImportError:
+        return
+    get_loss(name, **params)  # raises ValueError naming an unknown loss / parameter
+
+
+def _folds(n_folds: int, folds: Sequence[int] | None) -> list[int]:
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2 (cross-validation), got {n_folds}")
+    ks = list(range(n_folds)) if folds is None else [int(k) for k in folds]
+    bad = [k for k in ks if not 0 <= k < max(n_folds, 1)]
+    if bad:
+        raise ValueError(f"fold(s) {bad} outside 0..{n_folds - 1}")
+    if not ks:
+        raise ValueError("no fold selected")
+    return sorted(set(ks))
+
+
+def _base(base_config: Mapping[str, Any], root: str | Path) -> dict[str, Any]:
+    if "dataset" not in base_config:
+        raise ValueError("the study configuration needs a 'dataset' entry ({name|path, layout, options})")
+    cfg = copy.deepcopy(dict(base_config))
+    cfg.pop("loss", None)
+    cfg.pop("fold", None)
+    if not cfg.get("splits_dir"):
+        cfg["splits_dir"] = str(Path(root).resolve())
+    return cfg
+
+
+def _specs(root: Path, base: dict[str, Any], arms: Sequence[tuple[str, dict[str, Any], dict[str, Any]]],
+           folds: list[int], n_folds: int, validate: bool) -> list[RunSpec]:
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
+    for loss, params, tags in arms:
+        if validate:
+            _validate_loss(loss, params)
+        arm = arm_name(loss, params)
+        if arm in seen:
+            continue
+        seen.add(arm)
+        for k in folds:
+            cfg = copy.deepcopy(base)
+            cfg["loss"] = {"name": loss, "params": dict(params)}
+            cfg["fold"] = k
+            cfg["n_folds"] = n_folds
+            specs.append(RunSpec(arm, k, cfg, Path(root) / arm / f"fold{k}", dict(tags)))
+    return specs
+
+
+def compare_plan(base_config: Mapping[str, Any], root: str | Path, losses: str | Sequence[str] = "paper",
+                 n_folds: int = 5, folds: Sequence[int] | None = None, validate: bool = True) -> list[RunSpec]:
+    """The loss comparison: every selected loss on every fold.
+
+    Args:
+        base_config: the configuration shared by all runs (dataset, model, scheme, epochs, ...);
+            ``loss`` and ``fold`` are set per run.
+        root: the study folder; runs go to ``root/<arm>/fold<k>``.
+        losses: see :func:`parse_losses` (default: the paper's seven losses and settings).
+        n_folds: number of cross-validation folds.
+        folds: a subset of folds to run (default all).
+        validate: check loss names and parameters with ``unifocal.losses`` when importable.
+
+    Returns:
+        The runs, arm by arm, fold by fold.
+
+    Raises:
+        ValueError: for an unknown loss or parameter, an invalid fold, or a configuration without dataset.
+    """
+    base = _base(base_config, root)
+    base["n_folds"] = n_folds
+    arms = [(n, p, {"study": "compare"}) for n, p in parse_losses(losses)]
+    return _specs(Path(root), base, arms, _folds(n_folds, folds), n_folds, validate)
+
+
+def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Sequence[str] = "table2",
+              n_folds: int = 5, folds: Sequence[int] | None = None, loss: str = "unified_focal",
+              base_params: Mapping[str, Any] | None = None, validate: bool = True) -> list[RunSpec]:
+    """The tuning grids: Table 2's one-at-a-time sweeps, or a user grid (Cartesian product).
+
+    Args:
+        base_config: the configuration shared by all runs.
+        root: the study folder.
+        grids: ``"table2"`` (all three sweeps), a subset of ``"delta"``, ``"gamma"``, ``"lambda"``
+            (comma-separated string or list), or a user grid such as ``"delta=0.5,0.6;gamma=0:0.5:0.1"``
+            (see :func:`parse_grid`; λ there in this library's convention).
+        n_folds: number of cross-validation folds.
+        folds: subset of folds (default all).
+        loss: the loss to tune (default ``unified_focal``; the Table 2 grids need a loss taking
+            ``delta``, ``gamma`` and ``lambda_``).
+        base_params: parameters not swept by a user grid (default: the paper's optimum for
+            ``unified_focal``, else none).
+        validate: check loss names and parameters with ``unifocal.losses`` when importable.
+
+    Returns:
+        The runs; a configuration shared by two sweeps (e.g. δ=0.6, γ=0.2, λ=0.5) is planned once.
+
+    Raises:
+        ValueError: for an unknown grid name or a malformed grid.
+    """
+    base = _base(base_config, root)
+    base["n_folds"] = n_folds
+    items = [s.strip() for s in (grids.split(",") if isinstance(grids, str) and "=" not in grids else
+                                 ([grids] if isinstance(grids, str) else grids))]
+    arms: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for item in items:
+        if item == "table2":
+            names = list(TABLE2_GRIDS)
+        elif item in TABLE2_GRIDS:
+            names = [item]
+        elif "=" in item:
+            grid = parse_grid(item)
+            fixed = dict(base_params if base_params is not None else
+                         (UNIFIED_FOCAL_OPTIMUM if loss == "unified_focal" else {}))
+            keys = list(grid)
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                p = {**fixed, **dict(zip(keys, combo))}
+                arms.append((loss, p, {"study": "tune", "grid": "user"}))
+            continue
+        else:
+            raise ValueError(f"unknown grid {item!r}: use table2, delta, gamma, lambda or param=v1,v2;...")
+        for g in names:
+            param, values, fixed = TABLE2_GRIDS[g]
+            for v in values:
+                arms.append((loss, {**fixed, param: v}, {"study": "tune", "grid": g}))
+    if not arms:
+        raise ValueError(f"grid {grids!r} selects no run")
+    return _specs(Path(root), base, arms, _folds(n_folds, folds), n_folds, validate)
+
+
+_STUDY_FILE = "study.yaml"
+
+
+def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    c = copy.deepcopy(dict(cfg))
+    for k in ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions"):
+        c.pop(k, None)
+    return c
+
+
+def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: bool = True) -> Path | None:
+    """Create the study folder, guard its shared configuration and write the shared splits.
+
+    * ``root/study.yaml`` records the configuration shared by all runs (everything but the loss, the
+      fold and execution-only keys ``device``, ``num_workers``, ``amp``). Re-planning a study into the
+      same folder with a different shared configuration raises, since run folder names only encode
+      loss, parameters and fold.
+    * ``splits.json`` in the configuration's ``splits_dir`` (default ``root``): one split file per
+      dataset, made here once by ``unifocal.data.get_splits`` (which reuses an existing one) before
+      any worker starts, and read by every run (training's ``splits_dir``).
+
+    Returns:
+        The path of ``splits.json`` (``None`` when ``write_splits`` is false or there is no run).
+
+    Raises:
+        ValueError: if the runs disagree on their shared configuration or it differs from the one
+            already recorded in the folder.
+    """
+    root = Path(root)
+    if not specs:
+        return None
+    shared = _comparable(specs[0].config)
+    for s in specs[1:]:
+        if _comparable(s.config) != shared:
+            raise ValueError(f"run {s.name} has a different shared configuration from {specs[0].name}")
+    root.mkdir(parents=True, exist_ok=True)
+    f = root / _STUDY_FILE
+    if f.exists():
+        old = yaml.safe_load(f.read_text()) or {}
+        if old != json.loads(json.dumps(shared)):
+            diff = sorted(k for k in set(old) | set(shared) if old.get(k) != shared.get(k))
+            raise ValueError(f"{root} already holds a study with a different configuration (keys {diff}); "
+                             "use another output folder")
+    else:
+        f.write_text(yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))
+    if not write_splits:
+        return None
+    from unifocal.data import get_splits, load_dataset
+
+    cfg0 = specs[0].config
+    ds_cfg = dict(cfg0["dataset"])
+    src = ds_cfg.get("path") or ds_cfg.get("name")
+    if src is None:
+        raise ValueError("dataset configuration needs 'path' or 'name'")
+    dataset = load_dataset(src, layout=ds_cfg.get("layout"), **(ds_cfg.get("options") or {}))
+    splits_dir = Path(cfg0.get("splits_dir") or root)
+    splits_dir.mkdir(parents=True, exist_ok=True)
+    folds = get_splits(dataset, splits_dir, int(cfg0.get("n_folds", 5)), int(cfg0.get("split_seed", 0)))
+    for s in specs:
+        if s.fold >= len(folds):
+            raise ValueError(f"run {s.name}: fold {s.fold} but {splits_dir / 'splits.json'} has {len(folds)} folds")
+    return splits_dir / "splits.json"

@@ -1,0 +1,179 @@
+"""``unifocal study report``: tables, statistics and figures from finished run folders only.
+
+The report never trains and never changes a run folder: it reads every run folder under the given
+folder whose ``summary.json`` says ``finished`` (whichever runner wrote it), and writes into
+``<runs_dir>/report`` (or ``out_dir``):
+
+* ``table.md``, ``table.csv``, ``table.tex``: loss | DSC | Precision | Recall, mean ± 95% CI,
+  best in bold, per class, Wilcoxon p-values against the Unified Focal loss;
+* ``figures/fig2_loss_curves.{png,pdf}``, ``figures/sensitivity_<class>.{png,pdf}`` (tuning grids),
+  ``figures/learning_curves/<arm>.{png,pdf}``, ``figures/fig3_overlay.{png,pdf}`` (when the runs saved
+  predictions and the dataset can be read);
+* ``report.md`` and ``report.html``: one page with the tables and figures.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unifocal.study.figures import (
+    fig2_loss_curves,
+    find_sweeps,
+    learning_curves_figure,
+    overlay_figure,
+    sensitivity_figure,
+)
+from unifocal.study.results import collect_runs, group_arms
+from unifocal.study.tables import ResultTable, build_table, write_tables
+
+__all__ = ["Report", "make_report"]
+
+
+@dataclass
+class Report:
+    """What :func:`make_report` wrote.
+
+    Attributes:
+        out_dir: the report folder.
+        table: the numbers of the main table.
+        tables: table files by format.
+        figures: figure files (PNG and PDF) by name.
+        page_md: the Markdown page.
+        page_html: the HTML page.
+        notes: what was skipped and why.
+        n_runs: finished runs read.
+        wall_time_s: the sum of the runs' ``wall_time_s`` (as written by training).
+    """
+
+    out_dir: Path
+    table: ResultTable
+    tables: dict[str, Path]
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+    page_md: Path | None = None
+    page_html: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    n_runs: int = 0
+    wall_time_s: float = 0.0
+
+
+def _dataset_of(config: dict[str, Any]) -> Any:
+    from unifocal.data import load_dataset
+
+    ds = dict(config.get("dataset") or {})
+    src = ds.get("path") or ds.get("name")
+    return load_dataset(src, layout=ds.get("layout"), **(ds.get("options") or {}))
+
+
+def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit: str = "folds",
+                reference: str | None = None, include_background: bool = False,
+                figures: bool = True, overlays: bool = True, case_id: str | None = None,
+                lambda_axis: str = "table2", formats: Sequence[str] = ("png", "pdf"),
+                digits: int = 3) -> Report:
+    """Write the tables, figures and report page of the finished runs under ``runs_dir``.
+
+    Args:
+        runs_dir: the study folder (searched recursively for finished run folders).
+        out_dir: where to write (default ``runs_dir/report``).
+        unit: CI unit, ``"folds"`` (default, the paper's: over the per-fold means) or ``"cases"``.
+        reference: arm or loss the Wilcoxon tests compare against (default: Unified Focal).
+        include_background: also report the background class.
+        figures: draw the figures (tables only when false).
+        overlays: draw Fig. 3 (needs saved predictions and the dataset).
+        case_id: the case of Fig. 3 (default: the case whose DSC differs most across losses).
+        lambda_axis: λ axis of the sensitivity plot, ``"table2"`` (paper's column) or ``"eq20"``.
+        formats: figure formats.
+        digits: printed decimals.
+
+    Returns:
+        A :class:`Report`.
+
+    Raises:
+        ValueError: if there is no finished run, or for invalid options.
+    """
+    runs_dir = Path(runs_dir)
+    runs = collect_runs(runs_dir)
+    if not runs:
+        raise ValueError(f"no finished run folder (summary.json with status finished) under {runs_dir}")
+    arms = group_arms(runs)
+    out = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    table = build_table(arms, unit=unit, reference=reference, include_background=include_background,
+                        digits=digits)
+    rep = Report(out, table, write_tables(table, out, "table"), n_runs=len(runs),
+                 wall_time_s=float(sum(float(r.summary.get("wall_time_s") or 0.0) for r in runs)))
+    figs = out / "figures"
+    if figures:
+        rep.figures["fig2"] = fig2_loss_curves(figs / "fig2_loss_curves", formats=formats)
+        if find_sweeps(arms):
+            for c in table.classes:
+                rep.figures[f"sensitivity_{c}"] = sensitivity_figure(
+                    arms, figs / f"sensitivity_{c}", c, unit, lambda_axis, formats)
+        for name in table.rows:
+            p = learning_curves_figure(arms[name], figs / "learning_curves" / name, table.titles[name], formats)
+            if p:
+                rep.figures[f"learning_curves/{name}"] = p
+        if overlays:
+            try:
+                dataset = _dataset_of(runs[0].config)
+                p = overlay_figure(arms, table.rows, table.titles, dataset, figs / "fig3_overlay",
+                                   case_id=case_id, formats=formats)
+                if p:
+                    rep.figures["fig3"] = p
+                else:
+                    rep.notes.append("Fig. 3 skipped: no case has saved predictions from every loss "
+                                     "(train with save_predictions: true).")
+            except (ValueError, ImportError, OSError, KeyError) as e:
+                if case_id is not None:
+                    raise
+                rep.notes.append(f"Fig. 3 skipped: {e}")
+    _write_pages(rep, runs_dir)
+    return rep
+
+
+def _rel(p: Path, base: Path) -> str:
+    try:
+        return p.relative_to(base).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def _write_pages(rep: Report, runs_dir: Path) -> None:
+    out = rep.out_dir
+    t = rep.table
+    hours = rep.wall_time_s / 3600.0
+    compute = (f"{rep.n_runs} finished runs, {len(t.rows)} losses / settings; training + evaluation wall "
+               f"time {rep.wall_time_s:.0f} s ({hours:.2f} h, sum of the runs' summary.json wall_time_s).")
+    md = [f"# Study report: {runs_dir}", "", compute, "",
+          "## Results", "", t.to_markdown()]
+    body = [f"<h1>Study report: {html.escape(str(runs_dir))}</h1>",
+            f"<p>{html.escape(compute)}</p>", "<h2>Results</h2>",
+            t.to_html()]
+    md += ["Files: " + ", ".join(f"[{k}]({_rel(v, out)})" for k, v in rep.tables.items()), ""]
+    sections = [("fig2", "Fig. 2: loss components against the probability of the true class"),
+                *[(k, f"Sensitivity ({k.split('_', 1)[1]})") for k in rep.figures if k.startswith("sensitivity_")],
+                ("fig3", "Fig. 3: segmentations per loss"),
+                *[(k, f"Learning curves: {t.titles.get(k.split('/', 1)[1], k)}")
+                  for k in rep.figures if k.startswith("learning_curves/")]]
+    for key, title in sections:
+        paths = rep.figures.get(key)
+        if not paths:
+            continue
+        png = next((p for p in paths if p.suffix == ".png"), paths[0])
+        alt = title.replace("[", "(").replace("]", ")")
+        md += [f"## {title}", "", f"![{alt}]({_rel(png, out)})", ""]
+        body += [f"<h2>{html.escape(title)}</h2>", f'<img src="{html.escape(_rel(png, out))}" '
+                 f'alt="{html.escape(title)}" style="max-width:100%">']
+    if rep.notes:
+        md += ["## Notes", "", *[f"- {n}" for n in rep.notes], ""]
+        body += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in rep.notes], "</ul>"]
+    rep.page_md = out / "report.md"
+    rep.page_md.write_text("\n".join(md))
+    rep.page_html = out / "report.html"
+    rep.page_html.write_text("<!doctype html><html><head><meta charset='utf-8'><title>unifocal study report"
+                             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+                             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
+                             "caption{caption-side:bottom;font-size:90%;text-align:left}</style></head><body>"
+                             + "\n".join(body) + "</body></html>\n")

@@ -1,0 +1,258 @@
+"""Reading finished run folders and the statistics of the report.
+
+Only folders whose ``summary.json`` says ``status: finished`` are read; everything else (running,
+interrupted, failed) is ignored, so a report can be made while a study is still running and the same
+folders always give the same numbers, whichever runner produced them.
+
+Aggregation (``unit``):
+
+* ``"folds"`` (default, as the paper): per fold, the mean over its validation cases; then the mean and
+  the two-sided 95% Student-t interval over the folds (``n`` = number of folds, ``t_{0.975, n-1}``).
+* ``"cases"``: the mean and Student-t interval over all validation cases of all folds pooled (each
+  case is validated in exactly one fold under cross-validation).
+
+Cases whose metric is NaN (undefined under ``zero_division=nan``) are left out of the means.
+
+Significance: paired two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, default
+``zero_method="wilcox"``) per case between the reference arm (the Unified Focal loss) and every
+other arm, on the cases both arms evaluated, per class and metric. The per-case value of a case is its
+metric in the fold where it was validated. When all paired differences are zero the test is undefined
+and the p-value is reported as 1.0 (no evidence of a difference).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from unifocal.metrics import MeanCI, mean_ci
+
+__all__ = [
+    "METRICS",
+    "Arm",
+    "RunResult",
+    "aggregate",
+    "collect_runs",
+    "foreground_classes",
+    "group_arms",
+    "paired_wilcoxon",
+    "pick_reference",
+]
+
+METRICS: tuple[str, ...] = ("dsc", "precision", "recall")
+_BACKGROUND = {"0", "background", "bg"}
+
+
+@dataclass
+class RunResult:
+    """One finished run read back from its folder.
+
+    Attributes:
+        run_dir: the folder.
+        config: its ``config.yaml``.
+        summary: its ``summary.json``.
+        fold: the fold index.
+        loss: loss name.
+        params: loss parameters.
+        cases: ``{class: {case_id: {metric: value}}}`` from ``metrics_per_case.csv`` (metrics
+            ``dsc``, ``precision``, ``recall`` and, when present, the counts ``tp``, ``fp``, ``fn``).
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    fold: int
+    loss: str
+    params: dict[str, Any]
+    cases: dict[str, dict[str, dict[str, float]]]
+
+    @property
+    def arm(self) -> str:
+        """Arm name (loss + parameters), as :func:`unifocal.study.plan.arm_name`."""
+        from unifocal.study.plan import arm_name
+
+        return arm_name(self.loss, self.params)
+
+
+@dataclass
+class Arm:
+    """All finished folds of one loss with one parameter setting.
+
+    Attributes:
+        name: arm name.
+        loss: loss name.
+        params: loss parameters.
+        runs: finished runs, by fold.
+    """
+
+    name: str
+    loss: str
+    params: dict[str, Any]
+    runs: dict[int, RunResult] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        """Classes in the per-case metrics, in first-seen order."""
+        out: list[str] = []
+        for r in self.runs.values():
+            for c in r.cases:
+                if c not in out:
+                    out.append(c)
+        return out
+
+    def case_values(self, cls: str, metric: str) -> dict[str, float]:
+        """``{case_id: value}`` over all folds (a case validated in two folds: the later fold wins)."""
+        out: dict[str, float] = {}
+        for k in sorted(self.runs):
+            for cid, m in self.runs[k].cases.get(cls, {}).items():
+                out[cid] = m[metric]
+        return out
+
+    def fold_means(self, cls: str, metric: str) -> dict[int, float]:
+        """``{fold: mean over that fold's cases}`` (NaN cases left out)."""
+        out = {}
+        for k in sorted(self.runs):
+            vals = np.array([m[metric] for m in self.runs[k].cases.get(cls, {}).values()], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            out[k] = float(vals.mean()) if vals.size else float("nan")
+        return out
+
+
+def _read_cases(path: Path) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"case_id", "class", *METRICS}
+        if reader.fieldnames is None or not need <= set(reader.fieldnames):
+            raise ValueError(f"{path} lacks columns {sorted(need - set(reader.fieldnames or []))}")
+        for row in reader:
+            vals = {}
+            for m in (*METRICS, "tp", "fp", "fn"):
+                if m not in row:
+                    continue
+                v = (row[m] or "").strip()
+                vals[m] = float(v) if v not in ("", "nan", "NaN") else float("nan")
+            out.setdefault(str(row["class"]), {})[str(row["case_id"])] = vals
+    return out
+
+
+def collect_runs(root: str | Path) -> list[RunResult]:
+    """Every finished run folder under ``root`` (searched recursively), sorted by folder.
+
+    Raises:
+        ValueError: if ``root`` is not a folder, or a finished run lacks its ``config.yaml`` or
+            ``metrics_per_case.csv``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"runs folder {root} does not exist")
+    results = []
+    for sfile in sorted(root.rglob("summary.json")):
+        try:
+            summary = json.loads(sfile.read_text())
+        except (json.JSONDecodeError, OSError):
+            continue
+        if summary.get("status") != "finished":
+            continue
+        d = sfile.parent
+        cfile, mfile = d / "config.yaml", d / "metrics_per_case.csv"
+        if not cfile.is_file() or not mfile.is_file():
+            raise ValueError(f"finished run {d} lacks config.yaml or metrics_per_case.csv")
+        config = yaml.safe_load(cfile.read_text()) or {}
+        loss = config.get("loss") or {}
+        if isinstance(loss, str):
+            loss = {"name": loss}
+        results.append(RunResult(d, config, summary, int(config.get("fold", 0)), str(loss.get("name")),
+                                 dict(loss.get("params") or {}), _read_cases(mfile)))
+    return results
+
+
+def group_arms(runs: Sequence[RunResult]) -> dict[str, Arm]:
+    """Group runs by arm (loss + parameters), preserving first-seen order.
+
+    Raises:
+        ValueError: if two finished runs of one arm have the same fold.
+    """
+    arms: dict[str, Arm] = {}
+    for r in runs:
+        a = arms.setdefault(r.arm, Arm(r.arm, r.loss, dict(r.params)))
+        if r.fold in a.runs:
+            raise ValueError(f"arm {r.arm} has two finished runs of fold {r.fold}: "
+                             f"{a.runs[r.fold].run_dir} and {r.run_dir}")
+        a.runs[r.fold] = r
+    return arms
+
+
+def foreground_classes(arms: Sequence[Arm], include_background: bool = False) -> list[str]:
+    """Classes to report: all in the per-case metrics except the background (``0``/``background``)."""
+    out: list[str] = []
+    for a in arms:
+        for c in a.classes:
+            if c not in out and (include_background or c.lower() not in _BACKGROUND):
+                out.append(c)
+    return out
+
+
+def aggregate(arm: Arm, cls: str, metric: str, unit: str = "folds", confidence: float = 0.95) -> MeanCI:
+    """Mean ± Student-t CI of one metric of one class over folds or cases (see the module docstring).
+
+    Raises:
+        ValueError: for an unknown unit or metric.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if unit == "folds":
+        return mean_ci(arm.fold_means(cls, metric).values(), confidence)
+    if unit == "cases":
+        return mean_ci(arm.case_values(cls, metric).values(), confidence)
+    raise ValueError(f"unknown CI unit {unit!r}; use 'folds' or 'cases'")
+
+
+def paired_wilcoxon(reference: Arm, other: Arm, cls: str, metric: str) -> tuple[float, int]:
+    """Two-sided paired Wilcoxon signed-rank p-value per case, and the number of pairs.
+
+    Returns ``(nan, n)`` when fewer than two cases are paired; ``(1.0, n)`` when every difference is 0.
+    """
+    a, b = reference.case_values(cls, metric), other.case_values(cls, metric)
+    ids = sorted(k for k in set(a) & set(b) if math.isfinite(a[k]) and math.isfinite(b[k]))
+    n = len(ids)
+    if n < 2:
+        return float("nan"), n
+    x = np.array([a[k] for k in ids])
+    y = np.array([b[k] for k in ids])
+    if np.all(x == y):
+        return 1.0, n
+    return float(stats.wilcoxon(x, y).pvalue), n
+
+
+def pick_reference(arms: dict[str, Arm], reference: str | None = None) -> str | None:
+    """The arm the others are tested against: ``reference`` if given, else the Unified Focal loss at the
+    paper's optimum (δ=0.6, γ=0.2, λ=0.5), else the first ``unified_focal`` arm; ``None`` if none.
+
+    Raises:
+        ValueError: if ``reference`` names no arm.
+    """
+    if reference is not None:
+        if reference in arms:
+            return reference
+        cands = [n for n, a in arms.items() if a.loss == reference]
+        if not cands:
+            raise ValueError(f"reference {reference!r} is neither an arm nor a loss of {sorted(arms)}")
+        return cands[0]
+    from unifocal.study.plan import UNIFIED_FOCAL_OPTIMUM
+
+    uf = [n for n, a in arms.items() if a.loss == "unified_focal"]
+    for n in uf:
+        p = arms[n].params
+        if all(math.isclose(float(p.get(k, v)), v) for k, v in UNIFIED_FOCAL_OPTIMUM.items()):
+            return n
+    return uf[0] if uf else None

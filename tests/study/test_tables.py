@@ -1,0 +1,143 @@
+"""Report tables and statistics against independent references (hand t-intervals, scipy's Wilcoxon)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from unifocal.study.results import aggregate, collect_runs, group_arms, paired_wilcoxon
+from unifocal.study.tables import build_table, write_tables
+
+from .fakes import write_run
+
+RNG = np.random.default_rng(7)
+N_FOLDS, N_CASES = 3, 5
+PARAMS = {"unified_focal": {"delta": 0.6, "gamma": 0.2, "lambda_": 0.5}, "dice": {}, "focal": {"alpha": 0.25, "gamma": 2.0}}
+LEVEL = {"unified_focal": 0.8, "dice": 0.7, "focal": 0.5}
+
+
+def _make(root, classes=("1",)):
+    """Three arms, three folds, five cases per fold; returns the raw numbers."""
+    raw = {}
+    for loss, params in PARAMS.items():
+        arm = "-".join([loss] + [f"{k.rstrip('_')}{v:.6g}" for k, v in sorted(params.items())])
+        for k in range(N_FOLDS):
+            cases = {}
+            for c in classes:
+                cases[c] = {}
+                for i in range(N_CASES):
+                    m = {q: float(np.clip(LEVEL[loss] + RNG.normal(0, 0.1), 0, 1)) for q in ("dsc", "precision", "recall")}
+                    cases[c][f"c{k}_{i}"] = m
+                    raw[(loss, c, k, f"c{k}_{i}")] = m
+            cfg = {"dataset": {"name": "phantom2d"}, "loss": {"name": loss, "params": params}, "fold": k, "n_folds": N_FOLDS}
+            write_run(root / arm / f"fold{k}", cfg, cases)
+    return raw
+
+
+def _t_interval(x):
+    x = np.asarray(x, float)
+    n = len(x)
+    return x.mean(), stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n)
+
+
+def test_fold_and_case_aggregation_and_wilcoxon(tmp_path):
+    raw = _make(tmp_path)
+    # an unfinished run must be ignored
+    write_run(tmp_path / "dice" / "fold9", {"loss": {"name": "dice"}, "fold": 9},
+              {"1": {"x": {"dsc": 0, "precision": 0, "recall": 0}}}, status="running")
+    arms = group_arms(collect_runs(tmp_path))
+    assert set(arms) == {"unified_focal-delta0.6-gamma0.2-lambda0.5", "dice", "focal-alpha0.25-gamma2"}
+    dice = arms["dice"]
+    assert sorted(dice.runs) == [0, 1, 2]
+    fold_means = [np.mean([raw[("dice", "1", k, f"c{k}_{i}")]["recall"] for i in range(N_CASES)]) for k in range(N_FOLDS)]
+    m, h = _t_interval(fold_means)
+    got = aggregate(dice, "1", "recall", "folds")
+    assert got.n == N_FOLDS and got.mean == pytest.approx(m) and got.half_width == pytest.approx(h)
+    cases = [raw[("dice", "1", k, f"c{k}_{i}")]["recall"] for k in range(N_FOLDS) for i in range(N_CASES)]
+    m, h = _t_interval(cases)
+    got = aggregate(dice, "1", "recall", "cases")
+    assert got.n == 15 and got.mean == pytest.approx(m) and got.half_width == pytest.approx(h)
+    # Wilcoxon on the same numbers, paired by case id
+    ids = [f"c{k}_{i}" for k in range(N_FOLDS) for i in range(N_CASES)]
+    uf = [raw[("unified_focal", "1", int(c[1]), c)]["dsc"] for c in ids]
+    fo = [raw[("focal", "1", int(c[1]), c)]["dsc"] for c in ids]
+    p, n = paired_wilcoxon(arms["unified_focal-delta0.6-gamma0.2-lambda0.5"], arms["focal-alpha0.25-gamma2"], "1", "dsc")
+    assert n == 15 and p == pytest.approx(stats.wilcoxon(uf, fo).pvalue)
+    assert p < 0.01  # 0.8 vs 0.5 with sd 0.1
+
+
+def test_table_formats(tmp_path):
+    _make(tmp_path)
+    arms = group_arms(collect_runs(tmp_path))
+    t = build_table(arms)
+    assert t.reference == "unified_focal-delta0.6-gamma0.2-lambda0.5"
+    assert t.rows == ["focal-alpha0.25-gamma2", "dice", "unified_focal-delta0.6-gamma0.2-lambda0.5"]  # paper order
+    assert [t.titles[r] for r in t.rows] == ["Focal", "Dice", "Unified Focal"]
+    paths = write_tables(t, tmp_path / "out")
+    md = paths["md"].read_text()
+    header = md.splitlines()[0]
+    assert header.startswith("| Loss | DSC | Precision | Recall | p DSC")
+    uf_line = next(line for line in md.splitlines() if line.startswith("| Unified Focal"))
+    # bold exactly where the column's best mean is
+    for j, m in enumerate(("dsc", "precision", "recall")):
+        best = max(t.rows, key=lambda r: t.cells[(r, "1", m)].mean)
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {t.titles[best]} |"))
+        assert line.split(" | ")[1 + j].startswith("**")
+    assert "ref." in uf_line
+    assert "over folds" in md.lower() or "ci over folds" in md.lower()
+    # CSV re-read equals the independent aggregation
+    rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
+    assert [r["arm"] for r in rows] == t.rows
+    for r in rows:
+        ci = aggregate(arms[r["arm"]], "1", "dsc", "folds")
+        assert float(r["1_dsc_mean"]) == pytest.approx(ci.mean)
+        assert float(r["1_dsc_ci95"]) == pytest.approx(ci.half_width)
+        assert r["ci_unit"] == "folds"
+    assert float(rows[0]["1_dsc_p"]) == pytest.approx(
+        paired_wilcoxon(arms[t.reference], arms[rows[0]["arm"]], "1", "dsc")[0])
+    tex = paths["tex"].read_text()
+    assert r"\textbf{" in tex and r"\toprule" in tex and r"$\pm$" in tex and "unified_focal" not in tex
+    # the other unit
+    tc = build_table(arms, unit="cases")
+    assert tc.cells[("dice", "1", "dsc")].n == 15 and "cases" in tc.caption()
+    with pytest.raises(ValueError, match="unit"):
+        build_table(arms, unit="patients")
+    with pytest.raises(ValueError, match="reference"):
+        build_table(arms, reference="tversky")
+    with pytest.raises(ValueError, match="no finished run"):
+        build_table({})
+
+
+def test_multiclass_columns(tmp_path):
+    _make(tmp_path, classes=("0", "1", "2"))
+    t = build_table(group_arms(collect_runs(tmp_path)))
+    assert t.classes == ["1", "2"]  # background left out
+    h = t.to_markdown().splitlines()[0]
+    assert "DSC (1)" in h and "Recall (2)" in h and "p DSC (2)" in h
+    assert len(h.split("|")) - 2 == 1 + 2 * 3 * 2
+    t0 = build_table(group_arms(collect_runs(tmp_path)), include_background=True)
+    assert t0.classes == ["0", "1", "2"]
+
+
+def test_report_independent_of_folder_layout(tmp_path):
+    """The same run folders, wherever a runner put them, give the same tables."""
+    _make(tmp_path / "a")
+    b = tmp_path / "b"
+    for i, d in enumerate(sorted((tmp_path / "a").rglob("summary.json"))):
+        shutil.copytree(d.parent, b / f"trial_{(i * 7) % 9:03d}")
+    ta = build_table(group_arms(collect_runs(tmp_path / "a")))
+    tb = build_table(group_arms(collect_runs(b)))
+    assert ta.to_markdown() == tb.to_markdown() and ta.to_csv() == tb.to_csv()
+
+
+def test_duplicate_fold_rejected(tmp_path):
+    _make(tmp_path / "a")
+    shutil.copytree(tmp_path / "a" / "dice" / "fold0", tmp_path / "a" / "copy")
+    with pytest.raises(ValueError, match="two finished runs"):
+        group_arms(collect_runs(tmp_path / "a"))
