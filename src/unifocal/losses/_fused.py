@@ -29,11 +29,12 @@ _SERIES_CUTOFF = 1e-4
 
 
 def _masks(labels: Tensor, valid: Tensor | None, k: int, dtype: torch.dtype) -> list[Tensor]:
-    """``m_c = [t = c]·v`` per class, ``(B, N)`` each (K small tensors instead of a gather/scatter)."""
+    """``m_c = [t = c]·v`` per class, ``(B, N)`` each, in one buffer (no gather/scatter, no one-hot)."""
     lf = labels.to(dtype)
-    masks = [torch.eq(lf, c).to(dtype) for c in range(k)]
+    buf = torch.empty((k, *labels.shape), dtype=dtype, device=labels.device)
+    masks = [torch.eq(lf, c, out=buf[c]) for c in range(k)]
     if valid is not None:
-        masks = [m.mul_(valid) for m in masks]
+        buf.mul_(valid)
     return masks
 
 
@@ -101,9 +102,22 @@ class _FusedLoss(torch.autograd.Function):
             gam = terms.gamma.tolist() if terms.modulated else [0.0] * k
             mod_classes = [c for c in range(k) if gam[c] != 0.0]
             scratch = lse  # free from here on
-            if mod_classes:
-                # log(1 - p_c) from the sum of the other probabilities (no cancellation); q_t is
-                # 1 - p_t where the target class is modulated and 1 elsewhere
+            h = pt * logpt
+            if len(mod_classes) == 1:
+                # the asymmetric case: one modulated class c (the background). With q = 1 - p_c as
+                # the sum of the other probabilities (no cancellation), h = p f'(p)/w is
+                # (1-p)^γ (γ p log p / (1-p) - 1) at c's positions and -1 elsewhere.
+                (c,) = mod_classes
+                q = scratch.copy_(ps[1 if c == 0 else 0])
+                for j in range(k):
+                    if j not in (c, 1 if c == 0 else 0):
+                        q.add_(ps[j])
+                q.clamp_min_(torch.finfo(x.dtype).tiny)
+                h.div_(q).mul_(masks[c]).mul_(gam[c]).sub_(1.0)
+                mod = q.log_().mul_(masks[c]).mul_(gam[c]).exp_()
+                h.mul_(mod)
+                f = mod.mul_(logpt)  # = -f
+            elif mod_classes:
                 log_mod = torch.zeros_like(pt)
                 q_t = torch.zeros_like(pt)
                 for c in mod_classes:
@@ -118,11 +132,10 @@ class _FusedLoss(torch.autograd.Function):
                     q_t.add_(1.0 - _dot_sum(masks, mod_classes))
                 g_t = _at_target(masks, gam)
                 mod = log_mod.exp_()
-                # h = p f'(p) / w = (1-p)^γ (γ p log p / (1-p) - 1)
-                h = (pt * logpt).div_(q_t).mul_(g_t).sub_(1.0).mul_(mod)
+                h.div_(q_t).mul_(g_t).sub_(1.0).mul_(mod)
                 f = mod.mul_(logpt)  # = -f
             else:
-                h = torch.full_like(pt, -1.0)
+                h.fill_(-1.0)
                 f = logpt  # = -f
             if terms.weight is not None:
                 w_t = _at_target(masks, terms.weight.tolist())
@@ -133,13 +146,13 @@ class _FusedLoss(torch.autograd.Function):
             out = out - terms.coef * (f.sum(-1) / n_valid)
         tp = psum = count = None
         if terms.regions:
-            tp = torch.stack([torch.mul(m, p).sum(-1) for m, p in zip(masks, ps, strict=True)], dim=1)
+            tp = torch.stack([torch.linalg.vecdot(m, p) for m, p in zip(masks, ps, strict=True)], dim=1)
             count = torch.stack([m.sum(-1) for m in masks], dim=1)
-            psum = torch.stack([p.sum(-1) if valid is None else torch.mul(p, valid).sum(-1) for p in ps], dim=1)
+            psum = torch.stack([p.sum(-1) if valid is None else torch.linalg.vecdot(p, valid) for p in ps], dim=1)
             if pt is None:
                 pt = _dot(masks, ps)
             out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
-        ctx.save_for_backward(*ps, pt, labels, valid, n_valid, h, tp, psum, count)
+        ctx.save_for_backward(*ps, *masks, pt, valid, n_valid, h, tp, psum, count)
         ctx.terms, ctx.batch, ctx.k = terms, batch, k
         return out
 
@@ -147,11 +160,10 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         k = ctx.k
         saved = ctx.saved_tensors
-        ps = list(saved[:k])
-        pt, labels, valid, n_valid, h, tp, psum, count = saved[k:]
+        ps, masks = list(saved[:k]), list(saved[k:2 * k])
+        pt, valid, n_valid, h, tp, psum, count = saved[2 * k:]
         terms: Terms = ctx.terms
         b = ps[0].shape[0]
-        masks = _masks(labels, valid, k, ps[0].dtype)
         # u: subtracted from every class's p-weighted gradient; e: added at the target class
         u = e = None
         if h is not None:
@@ -209,63 +221,64 @@ class _FusedBinaryLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
                 terms: Terms, batch: bool) -> Tensor:
+        # in place wherever possible: on CPU, first-touch page faults of fresh buffers cost more than
+        # the arithmetic
         b, _, n = x.shape
-        z = x[:, 1] - x[:, 0]
+        z = torch.sub(x[:, 1], x[:, 0])
         m1 = labels.to(x.dtype)  # ignored positions carry label 0, so m1 is already 0 there
-        sign = m1 * 2.0 - 1.0
-        a = z * sign
-        out = torch.zeros(b, device=x.device, dtype=x.dtype)
-        d_dz = None
-        if terms.coef:
-            sp = torch.nn.functional.softplus(a)  # -log(1 - p_t); far faster than logsigmoid on CPU
-            logp = a - sp
-            pt = torch.exp(logp)
-            if terms.modulated:
-                g0, g1 = terms.gamma.tolist()
-                g_t = g0 + (g1 - g0) * m1 if g0 != g1 else g0
-                mod = torch.exp(sp * -g_t)
-                f = -logp * mod
-                d_da = mod * (pt * logp * g_t + pt - 1.0)
-            else:
-                f = -logp
-                d_da = pt - 1.0
-            if terms.weight is not None:
-                w0, w1 = terms.weight.tolist()
-                if w0 != w1:
-                    w_t = w0 + (w1 - w0) * m1
-                    f = f * w_t
-                    d_da = d_da * w_t
-                else:
-                    f = f * w0
-                    d_da = d_da * w0
-            if valid is not None:
-                f = f * valid
-                d_da = d_da * valid
-            scale = (terms.coef / n_valid).unsqueeze(1)
-            out = out + terms.coef * (f.sum(-1) / n_valid)
-            d_dz = d_da.mul_(sign).mul_(scale)
-        p1 = tp = psum = count = None
+        dp1 = tp = psum = count = None
         if terms.regions:
             p1 = torch.sigmoid(z)
             nv = n_valid if valid is not None else torch.full_like(n_valid, float(n))
-            tp1 = (m1 * p1).sum(-1)
-            ps1 = (p1 if valid is None else p1 * valid).sum(-1)
+            tp1 = torch.linalg.vecdot(m1, p1)
+            ps1 = p1.sum(-1) if valid is None else torch.linalg.vecdot(p1, valid)
             c1 = m1.sum(-1)
             tp = torch.stack([nv - ps1 - c1 + tp1, tp1], 1)
             psum = torch.stack([nv - ps1, ps1], 1)
             count = torch.stack([nv - c1, c1], 1)
+            dp1 = p1.addcmul_(p1, p1, value=-1.0)  # σ'(z) = p1 (1 - p1): all the backward pass needs
+        out = torch.zeros(b, device=x.device, dtype=x.dtype)
+        d_dz = None
+        if terms.coef:
+            sign = torch.mul(m1, 2.0).sub_(1.0)
+            a = z.mul_(sign)  # the logit signed towards the target: p_t = σ(a)
+            sp = torch.nn.functional.softplus(a)  # -log(1 - p_t); far faster than logsigmoid on CPU
+            logp = a.sub_(sp)
+            pt = logp.exp()
+            if terms.modulated:
+                g0, g1 = terms.gamma.tolist()
+                g_t = torch.mul(m1, g1 - g0).add_(g0) if g0 != g1 else None
+                mod = (sp.mul_(g_t) if g_t is not None else sp.mul_(g0)).neg_().exp_()  # (1 - p_t)^γ
+                if g_t is None:
+                    g_t = torch.full_like(pt, g0)
+                d_da = g_t.mul_(pt).mul_(logp).add_(pt).sub_(1.0).mul_(mod)  # reuses g_t's buffer
+                f = mod.mul_(logp)  # = -f
+            else:
+                d_da = pt.sub_(1.0)
+                f = logp  # = -f
+            if terms.weight is not None:
+                w0, w1 = terms.weight.tolist()
+                w_t = torch.mul(m1, w1 - w0).add_(w0) if w0 != w1 else w0
+                f.mul_(w_t)
+                d_da.mul_(w_t)
+            if valid is not None:
+                f.mul_(valid)
+                d_da.mul_(valid)
+            out = out - terms.coef * (f.sum(-1) / n_valid)
+            d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
+        if terms.regions:
             out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
-        ctx.save_for_backward(d_dz, p1, labels, valid, tp, psum, count)
-        ctx.terms, ctx.batch = terms, batch
+        ctx.save_for_backward(d_dz, dp1, m1, valid, tp, psum, count)
+        ctx.terms, ctx.batch, ctx.shape = terms, batch, x.shape
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        d_dz, p1, labels, valid, tp, psum, count = ctx.saved_tensors
+        d_dz, dp1, m1, valid, tp, psum, count = ctx.saved_tensors
         terms: Terms = ctx.terms
+        b = ctx.shape[0]
         dz = None if d_dz is None else d_dz * grad_out.unsqueeze(1)
         if terms.regions:
-            b = p1.shape[0]
             with torch.enable_grad():
                 tp_ = tp.detach().requires_grad_(True)
                 ps_ = psum.detach().requires_grad_(True)
@@ -273,11 +286,10 @@ class _FusedBinaryLoss(torch.autograd.Function):
                 dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
-            m1 = labels.to(p1.dtype)
-            coef = m1 * beta + (alpha if valid is None else alpha * valid)
-            r_dz = coef.mul_(p1).mul_(1.0 - p1)
+            r_dz = torch.mul(m1, beta)
+            r_dz.add_(alpha if valid is None else alpha * valid).mul_(dp1)
             dz = r_dz if dz is None else dz.add_(r_dz)
-        grad = torch.empty((dz.shape[0], 2, dz.shape[1]), dtype=dz.dtype, device=dz.device)
+        grad = torch.empty(ctx.shape, dtype=dz.dtype, device=dz.device)
         torch.neg(dz, out=grad[:, 0])
         grad[:, 1].copy_(dz)
         return grad, None, None, None, None, None
