@@ -171,11 +171,7 @@ class _FusedLoss(torch.autograd.Function):
             e = u
         cols = None
         if terms.regions:
-            with torch.enable_grad():
-                tp_ = tp.detach().requires_grad_(True)
-                ps_ = psum.detach().requires_grad_(True)
-                r = terms.region_value(*_pooled(tp_, ps_, count, ctx.batch)).expand(b)
-                dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
+            dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
             e_r = _at_target_rows(masks, dtp).mul_(pt)  # v·p_t·B_t (the masks carry v)
             cols = dps.unsqueeze(-1).unbind(1)
             s = _dot(ps, list(cols)) if valid is None else _dot(ps, list(cols)).mul_(valid)
@@ -199,6 +195,17 @@ def _dot_sum(masks: list[Tensor], classes: list[int]) -> Tensor:
     for c in classes[1:]:
         out.add_(masks[c])
     return out
+
+
+def _region_grads(terms: Terms, tp: Tensor, psum: Tensor, count: Tensor, batch: bool,
+                  grad_out: Tensor) -> tuple[Tensor, Tensor]:
+    """``(∂R/∂TP, ∂R/∂ΣP)`` per sample and class, ``(B, K)``, by autograd on the tiny statistics."""
+    with torch.enable_grad():
+        tp_ = tp.detach().requires_grad_(True)
+        ps_ = psum.detach().requires_grad_(True)
+        r = terms.region_value(*_pooled(tp_, ps_, count, batch)).expand(grad_out.shape[0])
+        dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
+    return dtp, dps
 
 
 def _pooled(tp: Tensor, psum: Tensor, count: Tensor, batch: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -276,14 +283,9 @@ class _FusedBinaryLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         d_dz, dp1, m1, valid, tp, psum, count = ctx.saved_tensors
         terms: Terms = ctx.terms
-        b = ctx.shape[0]
         dz = None if d_dz is None else d_dz * grad_out.unsqueeze(1)
         if terms.regions:
-            with torch.enable_grad():
-                tp_ = tp.detach().requires_grad_(True)
-                ps_ = psum.detach().requires_grad_(True)
-                r = terms.region_value(*_pooled(tp_, ps_, count, ctx.batch)).expand(b)
-                dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
+            dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
             r_dz = torch.mul(m1, beta)
