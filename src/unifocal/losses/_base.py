@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Unpack
 
 import torch
 from torch import Tensor, nn
 
 from unifocal.losses._core import COMMON_DEFAULTS as _DEFAULTS
-from unifocal.losses._core import Prepared, Terms, check_common, evaluate, prepare, reduce
+from unifocal.losses._core import CommonKwargs, Prepared, Terms, check_common, evaluate, prepare, reduce
 
 
 def loss_function(fn: Callable[..., Terms]) -> Callable[..., Tensor]:
@@ -64,9 +64,17 @@ class Loss(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in items.items())
 
 
+class DeltaGammaLoss(Loss):
+    """Shell of the losses parameterised by ``(delta, gamma)`` alone (the Unified Focal components)."""
+
+    def __init__(self, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
+                 **common: Unpack[CommonKwargs]) -> None:
+        super().__init__({"delta": delta, "gamma": gamma}, common)
+
+
 def core_of(fn: Callable[..., Tensor]) -> Callable[..., Terms]:
     """The description ``(prep, **params) -> Terms`` behind a functional loss."""
     return fn.__wrapped_core__  # type: ignore[attr-defined]
 
 
-__all__ = ["Loss", "Prepared", "Terms", "core_of", "loss_function"]
+__all__ = ["DeltaGammaLoss", "Loss", "Prepared", "Terms", "core_of", "loss_function"]

@@ -12,7 +12,7 @@ from typing import Unpack
 
 from torch import Tensor
 
-from unifocal.losses._base import Loss, loss_function
+from unifocal.losses._base import DeltaGammaLoss, Loss, loss_function
 from unifocal.losses._core import (
     CommonKwargs,
     Prepared,
@@ -157,16 +157,13 @@ class FocalLoss(Loss):
         super().__init__({"alpha": alpha, "gamma": gamma}, common)
 
 
-class AsymmetricFocalLoss(Loss):
+class AsymmetricFocalLoss(DeltaGammaLoss):
     """Module form of :func:`asymmetric_focal_loss` (Eq. 17)."""
 
     functional = staticmethod(asymmetric_focal_loss)
     check = staticmethod(check_asymmetric_focal)
     name = "asymmetric_focal"
 
-    def __init__(self, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
-                 **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"delta": delta, "gamma": gamma}, common)
 
 
 class SymmetricFocalLoss(AsymmetricFocalLoss):

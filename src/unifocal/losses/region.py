@@ -14,7 +14,7 @@ from typing import Unpack
 
 from torch import Tensor
 
-from unifocal.losses._base import Loss, loss_function
+from unifocal.losses._base import DeltaGammaLoss, Loss, loss_function
 from unifocal.losses._core import (
     CommonKwargs,
     Prepared,
@@ -162,16 +162,13 @@ class FocalTverskyLoss(TverskyLoss):
         Loss.__init__(self, {"alpha": alpha, "beta": beta, "gamma": gamma}, common)
 
 
-class AsymmetricFocalTverskyLoss(Loss):
+class AsymmetricFocalTverskyLoss(DeltaGammaLoss):
     """Module form of :func:`asymmetric_focal_tversky_loss` (Eq. 19)."""
 
     functional = staticmethod(asymmetric_focal_tversky_loss)
     check = staticmethod(check_asymmetric_focal_tversky)
     name = "asymmetric_focal_tversky"
 
-    def __init__(self, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
-                 **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"delta": delta, "gamma": gamma}, common)
 
 
 class SymmetricFocalTverskyLoss(AsymmetricFocalTverskyLoss):
