@@ -1,0 +1,304 @@
+"""The configuration of one training run: defaults, YAML / flag merging, validation before training.
+
+Keys (YAML; command-line flags override, see ``docs/training.md``)::
+
+    dataset: {name: phantom2d}            # or {path: /data/BUSI, layout: pairs2d, options: {...}}
+    loss: {name: unified_focal, params: {delta: 0.6, gamma: 0.2}}
+    model: {name: unet, base_filters: 16, deep_supervision: null, norm: null}
+    scheme: sgd | adam | sota
+    epochs: null          # scheme default: 100 (sgd, adam), 1000 (sota)
+    batch_size: null      # paper: 32 for 2D, 2 for 3D
+    patch_size: null      # 2D: whole (preprocessed) image; 3D: the dataset's, else 96^3 capped by the
+                          # largest of the first 20 volumes (rounded up to the network's divisor)
+    fold: 0
+    n_folds: 5
+    split_seed: 0
+    seed: 0
+    device: auto | cpu | cuda
+    amp: false
+    num_workers: 0
+    augment: true
+    overlap: 0.5          # sliding-window overlap (paper: 48/96 = 40/80 = 0.5)
+    lr: null              # scheme default: 0.01 (sgd, sota), 3e-4 (adam)
+    adam_schedule: cosine # cosine | plateau
+    save_predictions: false
+    splits_dir: null      # folder of splits.json (default: the run folder; the folds are a pure
+                          # function of the case ids, n_folds and split_seed, so runs agree anyway)
+    channels_last: false  # channels-last memory format (faster 2D convolutions on CPU)
+    samples_per_epoch: null  # training samples (patches) per epoch; default one per training case
+
+Everything that can be checked without training is checked by :func:`resolve_config`, which
+raises ``ValueError`` with a message saying what to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = ["SCHEMES", "TrainConfig", "load_config_file", "parse_key_values", "resolve_config"]
+
+SCHEMES = ("sgd", "adam", "sota")
+PHANTOMS = ("phantom2d", "phantom3d")
+
+
+@dataclass
+class TrainConfig:
+    """Fully resolved configuration of one run (see the module docstring for the meaning of each key)."""
+
+    dataset: dict[str, Any] = field(default_factory=lambda: {"name": "phantom2d"})
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "unified_focal", "params": {}})
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "unet"})
+    scheme: str = "sgd"
+    epochs: int | None = None
+    batch_size: int | None = None
+    patch_size: list[int] | None = None
+    fold: int = 0
+    n_folds: int = 5
+    split_seed: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    num_workers: int = 0
+    augment: bool = True
+    overlap: float = 0.5
+    lr: float | None = None
+    adam_schedule: str = "cosine"
+    save_predictions: bool = False
+    splits_dir: str | None = None
+    channels_last: bool = False
+    samples_per_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML-serialisable)."""
+        return copy.deepcopy(asdict(self))
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "scheme": (str,), "epochs": (int,), "batch_size": (int,), "fold": (int,), "n_folds": (int,),
+    "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
+    "augment": (bool,), "overlap": (float, int), "lr": (float, int), "adam_schedule": (str,),
+    "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
+}
+
+
+def _fail_unknown(kind: str, key: str, allowed: list[str]) -> None:
+    close = difflib.get_close_matches(key, allowed, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown {kind} {key!r}.{hint} Allowed: {', '.join(allowed)}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML configuration file into a dict (no validation)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"configuration file {p} does not exist; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"configuration file {p} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"configuration file {p} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_key_values(items: list[str] | None, what: str = "--loss-param") -> dict[str, Any]:
+    """``["delta=0.6", "gamma=0.2"]`` -> ``{"delta": 0.6, "gamma": 0.2}`` (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"{what} {item!r} must look like NAME=VALUE (e.g. {what} delta=0.6)")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if not k:
+            raise ValueError(f"{what} {item!r} has an empty name; write NAME=VALUE")
+        try:
+            out[k] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            out[k] = v
+    return out
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: ``override`` wins; ``None`` values in ``override`` do not override."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _normalise_dataset(ds: Any) -> dict[str, Any]:
+    if isinstance(ds, (str, Path)):
+        ds = {"name": str(ds)} if str(ds) in PHANTOMS else {"path": str(ds)}
+    if not isinstance(ds, dict):
+        raise ValueError(f"dataset must be a name ({', '.join(PHANTOMS)}), a path, or a mapping "
+                         f"{{path|name, layout, options}}; got {ds!r}")
+    for k in ds:
+        if k not in ("name", "path", "layout", "options"):
+            _fail_unknown("dataset key", k, ["name", "path", "layout", "options"])
+    ds = dict(ds)
+    name, path = ds.get("name"), ds.get("path")
+    if name is not None and path is not None:
+        raise ValueError("dataset has both 'name' and 'path'; keep one")
+    if name is None and path is None:
+        raise ValueError(f"dataset needs 'path' (a folder) or 'name' ({', '.join(PHANTOMS)})")
+    if name is not None and name not in PHANTOMS:
+        if Path(str(name)).exists():
+            ds["path"], ds["name"] = str(name), None
+        else:
+            raise ValueError(f"unknown dataset name {name!r}; use {', '.join(PHANTOMS)} or give a 'path'")
+    if ds.get("path") is not None:
+        p = Path(str(ds["path"])).expanduser()
+        if not p.exists():
+            raise ValueError(f"dataset path {p} does not exist; fix --dataset / dataset.path "
+                             f"(or use the built-in phantom2d)")
+        ds["path"] = str(p)
+    ds.setdefault("layout", None)
+    ds.setdefault("options", {})
+    if not isinstance(ds["options"], dict):
+        raise ValueError(f"dataset.options must be a mapping, got {ds['options']!r}")
+    return {k: v for k, v in ds.items() if v is not None or k == "layout"}
+
+
+def _check_loss(loss: Any) -> dict[str, Any]:
+    if isinstance(loss, str):
+        loss = {"name": loss}
+    if not isinstance(loss, dict) or "name" not in loss:
+        raise ValueError(f"loss must be a name or a mapping {{name, params}}; got {loss!r}")
+    for k in loss:
+        if k not in ("name", "params"):
+            _fail_unknown("loss key", k, ["name", "params"])
+    params = loss.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"loss.params must be a mapping, got {params!r}")
+    from unifocal.losses import get_loss
+
+    try:
+        get_loss(loss["name"], **params)  # unknown name / parameter / bad value -> ValueError
+    except TypeError as e:
+        raise ValueError(f"invalid parameters for loss {loss['name']!r}: {e}; fix --loss-param") from e
+    return {"name": loss["name"], "params": dict(params)}
+
+
+def _check_model(model: Any) -> dict[str, Any]:
+    if isinstance(model, str):
+        model = {"name": model}
+    if not isinstance(model, dict):
+        raise ValueError(f"model must be a name or a mapping {{name, ...parameters}}; got {model!r}")
+    model = dict(model)
+    model.setdefault("name", "unet")
+    if not isinstance(model["name"], str):
+        raise ValueError(f"model.name must be a string, got {model['name']!r}")
+    for k in ("base_filters", "depth", "ds_levels"):
+        v = model.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"model.{k} must be a positive integer, got {v!r}")
+    ds = model.get("deep_supervision")
+    if ds is not None and not isinstance(ds, bool):
+        raise ValueError(f"model.deep_supervision must be true or false, got {ds!r}")
+    return model
+
+
+def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
+    """Validate and complete a configuration (without loading data or building the network).
+
+    Data-dependent defaults (batch size, patch size, base filters) stay ``None`` here and are
+    resolved by :func:`finalise_for_dataset` once the dataset is known.
+
+    Raises:
+        ValueError: unknown key / loss / loss parameter / scheme, wrong type, missing dataset path.
+    """
+    if isinstance(config, TrainConfig):
+        config = config.to_dict()
+    if not isinstance(config, dict):
+        raise ValueError(f"configuration must be a mapping, got {type(config).__name__}")
+    allowed = list(TrainConfig.__dataclass_fields__)
+    for k in config:
+        if k not in allowed:
+            _fail_unknown("configuration key", k, allowed)
+    cfg = TrainConfig()
+    data = merge(cfg.to_dict(), {k: v for k, v in config.items() if k not in ("dataset", "loss", "model")})
+    for k, types in _TYPES.items():
+        v = data.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(v, types)
+        if not ok:
+            want = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"{k} must be {want}, got {v!r} ({type(v).__name__})")
+    if data["scheme"] not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {data['scheme']!r}")
+    if data["adam_schedule"] not in ("cosine", "plateau"):
+        raise ValueError(f"adam_schedule must be 'cosine' or 'plateau', got {data['adam_schedule']!r}")
+    if data["device"] not in ("auto", "cpu", "cuda") and not str(data["device"]).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {data['device']!r}")
+    for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch"):
+        if data[k] is not None and data[k] < 1:
+            raise ValueError(f"{k} must be >= 1, got {data[k]}")
+    if data["n_folds"] < 2:
+        raise ValueError(f"n_folds must be >= 2, got {data['n_folds']}")
+    if not 0 <= data["fold"] < data["n_folds"]:
+        raise ValueError(f"fold must lie in [0, n_folds={data['n_folds']}), got {data['fold']}")
+    if not 0.0 <= float(data["overlap"]) < 1.0:
+        raise ValueError(f"overlap must lie in [0, 1), got {data['overlap']}")
+    if data["lr"] is not None and not data["lr"] > 0:
+        raise ValueError(f"lr must be > 0, got {data['lr']}")
+    if data["num_workers"] < 0:
+        raise ValueError(f"num_workers must be >= 0, got {data['num_workers']}")
+    ps = data.get("patch_size")
+    if ps is not None:
+        if isinstance(ps, int) and not isinstance(ps, bool):
+            ps = [ps]
+        if not isinstance(ps, (list, tuple)) or not all(isinstance(s, int) and s > 0 for s in ps):
+            raise ValueError(f"patch_size must be a list of positive integers, got {ps!r}")
+        data["patch_size"] = [int(s) for s in ps]
+    data["overlap"] = float(data["overlap"])
+    if data["lr"] is not None:
+        data["lr"] = float(data["lr"])
+    data["dataset"] = _normalise_dataset(config.get("dataset", cfg.dataset))
+    data["loss"] = _check_loss(config.get("loss", cfg.loss))
+    data["model"] = _check_model(config.get("model", cfg.model))
+    if data["epochs"] is None:
+        data["epochs"] = 1000 if data["scheme"] == "sota" else 100
+    if data["model"].get("deep_supervision") is None:
+        data["model"]["deep_supervision"] = data["scheme"] == "sota"
+    return TrainConfig(**data)
+
+
+def finalise_for_dataset(cfg: TrainConfig, spatial_dims: int, dataset: Any = None) -> TrainConfig:
+    """Fill the data-dependent defaults: batch size (32 / 2), base filters (64 / 32), 3D patch size."""
+    c = copy.deepcopy(cfg)
+    if c.batch_size is None:
+        c.batch_size = 32 if spatial_dims == 2 else 2
+    if c.model.get("name", "unet").lower() in ("unet", "unet2d", "unet3d") and c.model.get("base_filters") is None:
+        c.model["base_filters"] = 64 if spatial_dims == 2 else 32
+    if c.patch_size is not None and len(c.patch_size) == 1:
+        c.patch_size = c.patch_size * spatial_dims
+    if c.patch_size is not None and len(c.patch_size) != spatial_dims:
+        raise ValueError(f"patch_size {c.patch_size} has {len(c.patch_size)} sizes but the data is "
+                         f"{spatial_dims}D; give {spatial_dims} sizes")
+    if c.patch_size is None and spatial_dims == 3:
+        ps = getattr(dataset, "patch_size", None) if dataset is not None else None
+        if ps:
+            c.patch_size = [int(s) for s in ps]
+        elif dataset is not None and len(dataset):
+            # no patch size from the dataset: 96^3 (BraTS), capped by the largest of the first 20 volumes
+            shapes = np.array([dataset[i].image.shape[1:] for i in range(min(20, len(dataset)))])
+            c.patch_size = [int(min(96, m)) for m in shapes.max(axis=0)]
+        else:
+            c.patch_size = [96, 96, 96]
+    return c

@@ -1,0 +1,151 @@
+"""Inference: whole-image (2D) and sliding-window (3D) prediction, mapping back, saving.
+
+* **2D**: the whole preprocessed image (e.g. 128x128 for BUS) goes through the network at once,
+  zero-padded at the end of each axis to a multiple of the network's ``divisor`` and cropped back.
+  For the metrics the class **probabilities** are then mapped back to the original image size by
+  linear interpolation (the inverse of the preprocessing resize, ``dataset.to_original``) and the
+  arg-max is taken there, so the metrics are computed on the original pixel grid against the
+  original mask.
+* **3D**: ``monai.inferers.sliding_window_inference`` with the training patch size and the paper's
+  overlap of 0.5 (BraTS 96^3 patches with 48^3 overlap; KiTS 80x160x160 with 40x80x80), Gaussian
+  weighting of the patch outputs (as nnU-Net); volumes smaller than a patch are padded by MONAI.
+  Probabilities are mapped back to the original voxel grid in the same way.
+* Saving: label maps as NIfTI carrying the source affine (3D, and 2D NIfTI input) or as PNG (2D):
+  the PNG pixel value is ``class * (255 // (K - 1))`` (0/255 for a binary task, like BUSI masks).
+  Probabilities on request: ``<id>_probs.nii.gz`` (4D, classes last) or ``<id>_probs.npz``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["predict_logits", "predict_probabilities", "probs_to_labels", "save_prediction", "select_device"]
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp:
+        return torch.autocast(device_type=device.type, enabled=False)
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _activate(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def _model_divisor(model: nn.Module) -> int:
+    return int(getattr(model, "divisor", 1))
+
+
+def _forward_padded(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    div = _model_divisor(model)
+    spatial = x.shape[2:]
+    pads = [(-s) % div for s in spatial]
+    if any(pads):
+        pad_arg: list[int] = []
+        for p in reversed(pads):
+            pad_arg += [0, p]
+        x = F.pad(x, pad_arg)
+    out = model(x)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return out[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, image: np.ndarray | torch.Tensor, *, patch_size: Sequence[int] | None = None,
+                   overlap: float = 0.5, device: torch.device | str = "cpu", amp: bool = False,
+                   sw_batch_size: int = 2, mode: str = "gaussian") -> torch.Tensor:
+    """Logits ``(1, K, *spatial)`` (float32, on ``device``) for one image ``(C, *spatial)``.
+
+    Whole-image when ``patch_size`` is ``None`` or covers the image (2D), else sliding window.
+    The model is put in eval mode (so deep supervision returns the full-resolution head only).
+    """
+    device = torch.device(device)
+    model.eval()
+    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
+    x = x.float().unsqueeze(0).to(device)
+    spatial = tuple(x.shape[2:])
+    with _autocast(device, amp):
+        if patch_size is None or (len(spatial) == 2 and all(p >= s for p, s in zip(patch_size, spatial))):
+            out = _forward_padded(model, x)
+        else:
+            from monai.inferers import sliding_window_inference
+
+            out = sliding_window_inference(x, roi_size=tuple(int(p) for p in patch_size),
+                                           sw_batch_size=sw_batch_size, predictor=lambda t: _forward_padded(model, t),
+                                           overlap=overlap, mode=mode)
+    return out.float()
+
+
+def predict_probabilities(model: nn.Module, image: np.ndarray | torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Class probabilities ``(K, *spatial)`` on CPU (softmax; sigmoid for one-channel outputs).
+
+    Keyword arguments are those of :func:`predict_logits`.
+    """
+    return _activate(predict_logits(model, image, **kwargs))[0].cpu()
+
+
+def probs_to_labels(probs: np.ndarray | torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+    """``(K, *spatial)`` probabilities -> ``uint8`` label map (arg-max; ``p > threshold`` for K == 1)."""
+    p = np.asarray(probs)
+    if p.shape[0] == 1:
+        return (p[0] > threshold).astype(np.uint8)
+    return p.argmax(axis=0).astype(np.uint8)
+
+
+def save_prediction(out_dir: str | Path, case_id: str, labels: np.ndarray, *, num_classes: int,
+                    affine: np.ndarray | None = None, probs: np.ndarray | None = None,
+                    fmt: str = "auto") -> Path:
+    """Save one label map (and optionally probabilities); returns the label file path.
+
+    Args:
+        out_dir: Output folder (created).
+        case_id: File stem.
+        labels: ``(*spatial)`` integer labels in the original geometry.
+        num_classes: ``K`` (for the PNG grey levels).
+        affine: 4x4 source affine for NIfTI (identity when missing).
+        probs: ``(K, *spatial)`` probabilities to save beside the labels, or ``None``.
+        fmt: ``"png"``, ``"nifti"`` or ``"auto"`` (PNG for 2D, NIfTI for 3D).
+    """
+    import nibabel as nib
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fmt == "auto":
+        fmt = "png" if labels.ndim == 2 else "nifti"
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    if fmt == "png":
+        from PIL import Image
+
+        scale = 255 // max(num_classes - 1, 1)
+        path = out_dir / f"{case_id}.png"
+        Image.fromarray((labels.astype(np.int32) * scale).astype(np.uint8)).save(path)
+    elif fmt == "nifti":
+        path = out_dir / f"{case_id}.nii.gz"
+        nib.save(nib.Nifti1Image(labels.astype(np.uint8), aff), str(path))
+    else:
+        raise ValueError(f"unknown prediction format {fmt!r}; use png, nifti or auto")
+    if probs is not None:
+        if fmt == "nifti":
+            nib.save(nib.Nifti1Image(np.moveaxis(np.asarray(probs, np.float32), 0, -1), aff),
+                     str(out_dir / f"{case_id}_probs.nii.gz"))
+        else:
+            np.savez_compressed(out_dir / f"{case_id}_probs.npz", probs=np.asarray(probs, np.float32))
+    return path
