@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unifocal._atomic import atomic_write
 from unifocal.data.case import Case
 
 
@@ -53,22 +53,6 @@ def file_signature(path: str | Path) -> list:
     p = Path(path)
     st = p.stat()
     return [str(p.resolve()), st.st_size, st.st_mtime_ns]
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write via ``write(fileobj)`` to a temporary file beside ``path``, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class CaseCache:
@@ -109,5 +93,5 @@ class CaseCache:
         def write(f):
             np.savez(f, image=case.image, label=case.label, meta=np.array(json.dumps(meta)))
 
-        atomic_write_bytes(p, write)
+        atomic_write(p, write)
         return p

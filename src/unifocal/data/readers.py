@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from unifocal.data.cache import atomic_write_bytes, file_signature, hash_key
+from unifocal._atomic import atomic_write
+from unifocal.data.cache import file_signature, hash_key
 from unifocal.data.case import Case
 from unifocal.data.dataset import SegmentationDataset
 from unifocal.data.io import is_nifti, read_nifti, read_png, strip_nifti_suffix
@@ -213,7 +214,7 @@ def scan_label_values(paths: list[Path], *, cache_dir: Path | None) -> dict[str,
             arr = np.round(arr).astype(np.int64)
         out[str(p)] = [int(v) for v in _unique_values(arr)]
     if cfile is not None:
-        atomic_write_bytes(cfile, lambda f: f.write(json.dumps(out).encode()))
+        atomic_write(cfile, lambda f: f.write(json.dumps(out).encode()))
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from unifocal.data.cache import atomic_write_bytes
+from unifocal._atomic import atomic_write
 
 SPLITS_FILE = "splits.json"
 
@@ -45,7 +45,7 @@ def save_splits(path: str | Path, folds: list[dict[str, list[str]]]) -> Path:
     """Write ``folds`` as JSON (nnU-Net's ``splits_final.json`` format), atomically."""
     path = Path(path)
     blob = json.dumps([{"train": list(f["train"]), "val": list(f["val"])} for f in folds], indent=1)
-    atomic_write_bytes(path, lambda f: f.write(blob.encode()))
+    atomic_write(path, lambda f: f.write(blob.encode()))
     return path
 
 

@@ -1,7 +1,7 @@
-"""Atomic files, checkpoints and random-number-generator states.
+"""Checkpoints and random-number-generator states, written atomically.
 
 Every file a run writes that another process may read (checkpoints, ``log.csv``, ``summary.json``,
-``config.yaml``, ``split.json``) goes through :func:`atomic_write` / :func:`save_checkpoint`: the
+``config.yaml``, ``split.json``) goes through :mod:`unifocal._atomic` / :func:`save_checkpoint`: the
 content is written to a temporary file in the same folder, flushed and fsync-ed, then moved over the
 target with :func:`os.replace` (atomic on POSIX), so a ``kill -9`` leaves either the old or the new
 file, never a torn one.
@@ -10,46 +10,17 @@ file, never a torn one.
 from __future__ import annotations
 
 import io
-import json
-import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from unifocal._atomic import atomic_write, atomic_write_json, atomic_write_text
+
 __all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "get_rng_state", "load_checkpoint",
            "save_checkpoint", "set_rng_state"]
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(f)`` fills a temporary file that then replaces ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Atomically write a text file (UTF-8)."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
