@@ -373,3 +373,18 @@ def test_kits19_zscore(kits_root, cache_dir):
     ds = load_dataset(kits_root, cache_dir=cache_dir)
     raw = load_dataset(kits_root, cache_dir=cache_dir, normalize="none")["case_00002"].image.astype(np.float64)
     np.testing.assert_allclose(ds["case_00002"].image, (raw - raw.mean()) / raw.std(), atol=1e-4)
+
+
+def test_pairs_include_pattern_keeps_matching_stems(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for stem in ("benign_001", "malignant_002", "normal_003"):
+        Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "images" / f"{stem}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / f"{stem}.png")
+    ds = load_dataset(tmp_path, layout="pairs", include="^(benign|malignant)_")
+    assert list(ds.ids) == ["benign_001", "malignant_002"]
+    assert set(ds.excluded) == {"normal_003"}
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        load_dataset(tmp_path, layout="pairs", include="(")

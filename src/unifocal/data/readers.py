@@ -250,7 +250,7 @@ def _pairs_from_dirs(img_dir: Path, mask_dir: Path) -> list[CaseRecord]:
 
 
 def read_pairs(root: Path, *, num_classes: int = 2, image_dir: str = "images",
-               mask_dir: str = "masks") -> ReaderResult:
+               mask_dir: str = "masks", include: str | None = None) -> ReaderResult:
     """Generic 2D pairs ``images/<stem>.png`` + ``masks/<stem>.png``.
 
     Args:
@@ -258,11 +258,25 @@ def read_pairs(root: Path, *, num_classes: int = 2, image_dir: str = "images",
         num_classes: 2 (masks {0,255} or {0,1}) or K (mask values 0..K-1).
         image_dir: Name of the image folder.
         mask_dir: Name of the mask folder.
+        include: Regular expression; only cases whose stem matches it (``re.search``) are kept, the
+            others are listed in ``dataset.excluded``. E.g. ``"^(benign|malignant)_"`` drops BUSI's
+            ``normal`` images (empty masks), as BUS2017 has none.
     """
     recs = _pairs_from_dirs(root / image_dir, root / mask_dir)
+    excluded: dict[str, str] = {}
+    if include:
+        try:
+            pattern = re.compile(include)
+        except re.error as e:
+            raise ValueError(f"include={include!r} is not a valid regular expression: {e}") from None
+        excluded = {r.id: f"stem does not match include={include!r}" for r in recs if not pattern.search(r.id)}
+        recs = [r for r in recs if r.id not in excluded]
+        if not recs:
+            raise ValueError(f"{root}: no case stem matches include={include!r}")
     names = ["background", "foreground"] if num_classes == 2 else \
         ["background"] + [f"class{k}" for k in range(1, num_classes)]
-    return ReaderResult(recs, num_classes, names, 2, 1, _binary_or_k(num_classes), BUS_PREPROCESSING)
+    return ReaderResult(recs, num_classes, names, 2, 1, _binary_or_k(num_classes), BUS_PREPROCESSING,
+                        excluded=excluded)
 
 
 def read_bus2017(root: Path) -> ReaderResult:
