@@ -18,6 +18,7 @@ The tests check this path against the plain autograd path (``fused=False``) in f
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -28,19 +29,22 @@ from unifocal.losses._core import Prepared, Terms
 _SERIES_CUTOFF = 1e-4
 
 
-def _masks(labels: Tensor, valid: Tensor | None, k: int, dtype: torch.dtype) -> list[Tensor]:
-    """``m_c = [t = c]·v`` per class, ``(B, N)`` each, in one buffer (no gather/scatter, no one-hot)."""
+def _masks(labels: Tensor, valid: Tensor | None, k: int, dtype: torch.dtype) -> tuple[list[Tensor], Tensor]:
+    """``m_c = [t = c]·v`` per class, ``(B, N)`` each, in one buffer (no gather/scatter, no one-hot).
+
+    Also returns the float copy of the labels, free for reuse by the caller.
+    """
     lf = labels.to(dtype)
     buf = torch.empty((k, *labels.shape), dtype=dtype, device=labels.device)
     masks = [torch.eq(lf, c, out=buf[c]) for c in range(k)]
     if valid is not None:
         buf.mul_(valid)
-    return masks
+    return masks, lf
 
 
-def _dot(masks: list[Tensor], values: list[Tensor]) -> Tensor:
+def _dot(masks: list[Tensor], values: list[Tensor], out: Tensor | None = None) -> Tensor:
     """``Σ_c m_c · values_c`` for per-class ``(B, N)`` tensors: the value at each position's target."""
-    out = masks[0] * values[0]
+    out = torch.mul(masks[0], values[0], out=out)
     for m, v in zip(masks[1:], values[1:], strict=True):
         out.addcmul_(m, v)
     return out
@@ -56,7 +60,7 @@ def _at_target(masks: list[Tensor], vec: list[float]) -> Tensor | float:
     out: Tensor | float = ref
     for m, v in zip(masks, vec, strict=True):
         if v != ref:
-            out = m * (v - ref) + out if isinstance(out, float) else out.add_(m, alpha=v - ref)
+            out = torch.mul(m, v - ref).add_(ref) if isinstance(out, float) else out.add_(m, alpha=v - ref)
     return out
 
 
@@ -69,8 +73,8 @@ def _at_target_rows(masks: list[Tensor], mat: Tensor) -> Tensor:
     return out
 
 
-def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor]:
-    """Per-class contiguous probabilities ``(B, N)`` and the log-sum-exp ``(B, N)``.
+def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+    """Per-class contiguous probabilities ``(B, N)``, the log-sum-exp ``(B, N)`` and a free buffer.
 
     Class by class, in place: ``lse = max + log Σ exp(x - max)``, ``p_c = exp(x_c - max) / Σ``. Few
     fresh buffers matter on CPU, where first-touch page faults of new tensors cost more than the
@@ -84,7 +88,7 @@ def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor]:
     for e in ps:
         e.div_(s)
     lse = mx.add_(s.log_())
-    return ps, lse
+    return ps, lse, s
 
 
 class _FusedLoss(torch.autograd.Function):
@@ -92,17 +96,18 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
                 terms: Terms, batch: bool) -> Tensor:
         b, k, _ = x.shape
-        ps, lse = _softmax_parts(x)
-        masks = _masks(labels, valid, k, x.dtype)
+        ps, lse, spare = _softmax_parts(x)
+        masks, spare2 = _masks(labels, valid, k, x.dtype)
         out = torch.zeros(b, device=x.device, dtype=x.dtype)
         h = pt = None
         if terms.coef:
-            logpt = _dot(masks, list(x.unbind(1))).sub_(lse if valid is None else lse.mul_(valid))
+            logpt = _dot(masks, list(x.unbind(1)), out=spare2).sub_(lse if valid is None else lse.mul_(valid))
             pt = logpt.exp()
             gam = terms.gamma.tolist() if terms.modulated else [0.0] * k
             mod_classes = [c for c in range(k) if gam[c] != 0.0]
             scratch = lse  # free from here on
-            h = pt * logpt
+            weighted = False
+            h = torch.mul(pt, logpt, out=spare)
             if len(mod_classes) == 1:
                 # the asymmetric case: one modulated class c (the background). With q = 1 - p_c as
                 # the sum of the other probabilities (no cancellation), h = p f'(p)/w is
@@ -114,7 +119,16 @@ class _FusedLoss(torch.autograd.Function):
                         q.add_(ps[j])
                 q.clamp_min_(torch.finfo(x.dtype).tiny)
                 h.div_(q).mul_(masks[c]).mul_(gam[c]).sub_(1.0)
-                mod = q.log_().mul_(masks[c]).mul_(gam[c]).exp_()
+                wv = terms.weight.tolist() if terms.weight is not None else None
+                if wv is not None and min(wv) > 0 and len(set(wv[:c] + wv[c + 1:])) == 1:
+                    # fold the class weights into the modulation: w_t (1-p)^γ =
+                    # exp(log w_ref + m_c (γ log q + log(w_c / w_ref))), one buffer fewer
+                    w_ref = wv[1 if c == 0 else 0]
+                    mod = q.log_().mul_(gam[c]).add_(math.log(wv[c] / w_ref)).mul_(masks[c])
+                    mod.add_(math.log(w_ref)).exp_()
+                    weighted = True
+                else:
+                    mod = q.log_().mul_(masks[c]).mul_(gam[c]).exp_()
                 h.mul_(mod)
                 f = mod.mul_(logpt)  # = -f
             elif mod_classes:
@@ -137,7 +151,7 @@ class _FusedLoss(torch.autograd.Function):
             else:
                 h.fill_(-1.0)
                 f = logpt  # = -f
-            if terms.weight is not None:
+            if terms.weight is not None and not weighted:
                 w_t = _at_target(masks, terms.weight.tolist())
                 f = f.mul_(w_t) if f is not logpt else f * w_t
                 h.mul_(w_t)
@@ -146,9 +160,11 @@ class _FusedLoss(torch.autograd.Function):
             out = out - terms.coef * (f.sum(-1) / n_valid)
         tp = psum = count = None
         if terms.regions:
-            tp = torch.stack([torch.linalg.vecdot(m, p) for m, p in zip(masks, ps, strict=True)], dim=1)
+            buf = lse  # free by now: Σ m·p through one scratch buffer, no fresh product per class
+            tp = torch.stack([torch.mul(m, p, out=buf).sum(-1) for m, p in zip(masks, ps, strict=True)], dim=1)
             count = torch.stack([m.sum(-1) for m in masks], dim=1)
-            psum = torch.stack([p.sum(-1) if valid is None else torch.linalg.vecdot(p, valid) for p in ps], dim=1)
+            psum = torch.stack([p.sum(-1) if valid is None else torch.mul(p, valid, out=buf).sum(-1) for p in ps],
+                               dim=1)
             if pt is None:
                 pt = _dot(masks, ps)
             out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
@@ -165,18 +181,20 @@ class _FusedLoss(torch.autograd.Function):
         terms: Terms = ctx.terms
         b = ps[0].shape[0]
         # u: subtracted from every class's p-weighted gradient; e: added at the target class
-        u = e = None
-        if h is not None:
-            u = h * (terms.coef * grad_out / n_valid).unsqueeze(1)
-            e = u
+        scale = None if h is None else (terms.coef * grad_out / n_valid).unsqueeze(1)
         cols = None
         if terms.regions:
             dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
-            e_r = _at_target_rows(masks, dtp).mul_(pt)  # v·p_t·B_t (the masks carry v)
+            e = _at_target_rows(masks, dtp).mul_(pt)  # v·p_t·B_t (the masks carry v)
+            if h is not None:
+                e.addcmul_(h, scale)
             cols = dps.unsqueeze(-1).unbind(1)
-            s = _dot(ps, list(cols)) if valid is None else _dot(ps, list(cols)).mul_(valid)
-            e = e_r if e is None else e_r.add_(e)
-            u = s.add_(e)
+            u = _dot(ps, list(cols))
+            if valid is not None:
+                u.mul_(valid)
+            u.add_(e)
+        else:
+            u = e = h * scale
         grad = torch.empty((b, k, ps[0].shape[1]), dtype=ps[0].dtype, device=ps[0].device)
         for c in range(k):
             g = grad[:, c]
@@ -234,11 +252,12 @@ class _FusedBinaryLoss(torch.autograd.Function):
         z = torch.sub(x[:, 1], x[:, 0])
         m1 = labels.to(x.dtype)  # ignored positions carry label 0, so m1 is already 0 there
         dp1 = tp = psum = count = None
+        buf = torch.empty_like(m1)  # scratch for the products summed below, then the sign
         if terms.regions:
             p1 = torch.sigmoid(z)
             nv = n_valid if valid is not None else torch.full_like(n_valid, float(n))
-            tp1 = torch.linalg.vecdot(m1, p1)
-            ps1 = p1.sum(-1) if valid is None else torch.linalg.vecdot(p1, valid)
+            tp1 = torch.mul(m1, p1, out=buf).sum(-1)
+            ps1 = p1.sum(-1) if valid is None else torch.mul(p1, valid, out=buf).sum(-1)
             c1 = m1.sum(-1)
             tp = torch.stack([nv - ps1 - c1 + tp1, tp1], 1)
             psum = torch.stack([nv - ps1, ps1], 1)
@@ -247,23 +266,32 @@ class _FusedBinaryLoss(torch.autograd.Function):
         out = torch.zeros(b, device=x.device, dtype=x.dtype)
         d_dz = None
         if terms.coef:
-            sign = torch.mul(m1, 2.0).sub_(1.0)
+            sign = torch.mul(m1, 2.0, out=buf).sub_(1.0)
             a = z.mul_(sign)  # the logit signed towards the target: p_t = σ(a)
             sp = torch.nn.functional.softplus(a)  # -log(1 - p_t); far faster than logsigmoid on CPU
             logp = a.sub_(sp)
             pt = logp.exp()
+            weighted = False
             if terms.modulated:
                 g0, g1 = terms.gamma.tolist()
                 g_t = torch.mul(m1, g1 - g0).add_(g0) if g0 != g1 else None
-                mod = (sp.mul_(g_t) if g_t is not None else sp.mul_(g0)).neg_().exp_()  # (1 - p_t)^γ
+                logmod = sp.mul_(g_t) if g_t is not None else sp.mul_(g0)
+                logmod.neg_()  # log (1 - p_t)^γ
+                if terms.weight is not None and min(terms.weight.tolist()) > 0:
+                    # fold the class weight in: w_t (1-p_t)^γ = exp(log w_0 + m1 log(w_1/w_0) + ...)
+                    w0, w1 = terms.weight.tolist()
+                    logmod.add_(m1, alpha=math.log(w1 / w0)).add_(math.log(w0))
+                    weighted = True
+                mod = logmod.exp_()
                 if g_t is None:
                     g_t = torch.full_like(pt, g0)
-                d_da = g_t.mul_(pt).mul_(logp).add_(pt).sub_(1.0).mul_(mod)  # reuses g_t's buffer
+                # d/da of -(1-p)^γ log p, times w_t when folded: reuses g_t's buffer
+                d_da = g_t.mul_(pt).mul_(logp).add_(pt).sub_(1.0).mul_(mod)
                 f = mod.mul_(logp)  # = -f
             else:
                 d_da = pt.sub_(1.0)
                 f = logp  # = -f
-            if terms.weight is not None:
+            if terms.weight is not None and not weighted:
                 w0, w1 = terms.weight.tolist()
                 w_t = torch.mul(m1, w1 - w0).add_(w0) if w0 != w1 else w0
                 f.mul_(w_t)
@@ -283,17 +311,24 @@ class _FusedBinaryLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         d_dz, dp1, m1, valid, tp, psum, count = ctx.saved_tensors
         terms: Terms = ctx.terms
-        dz = None if d_dz is None else d_dz * grad_out.unsqueeze(1)
+        grad = torch.empty(ctx.shape, dtype=m1.dtype, device=m1.device)
+        dz = grad[:, 1]  # everything is accumulated in place in the output buffer
+        go = grad_out.unsqueeze(1)
         if terms.regions:
             dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
-            r_dz = torch.mul(m1, beta)
-            r_dz.add_(alpha if valid is None else alpha * valid).mul_(dp1)
-            dz = r_dz if dz is None else dz.add_(r_dz)
-        grad = torch.empty(ctx.shape, dtype=dz.dtype, device=dz.device)
+            torch.mul(m1, beta, out=dz)
+            if valid is None:
+                dz.add_(alpha)
+            else:
+                dz.addcmul_(valid, alpha)
+            dz.mul_(dp1)
+            if d_dz is not None:
+                dz.addcmul_(d_dz, go)
+        else:
+            torch.mul(d_dz, go, out=dz)
         torch.neg(dz, out=grad[:, 0])
-        grad[:, 1].copy_(dz)
         return grad, None, None, None, None, None
 
 
