@@ -2,9 +2,10 @@
 
 Every loss of ``unifocal.losses`` and ``torch.nn.functional.cross_entropy`` on the same logits, with
 MONAI's ``DiceCELoss`` and ``AsymmetricUnifiedFocalLoss`` as peers, on the shapes (32, 2, 128, 128)
-and (2, 3, 96, 96, 96) with integer targets. Runs are interleaved (each repetition times every
-candidate once, in a rotated order) and the median of ``--reps`` (>= 10) is reported, with its ratio
-to cross entropy measured in the same run.
+and (2, 3, 96, 96, 96) with integer targets. Runs are interleaved and the median of ``--reps`` (>= 10)
+is reported with its ratio to cross entropy measured in the same run: by default each loss alternates
+with ``F.cross_entropy`` (``--mode pairwise``: both see the same allocator state, as a loss does
+inside a training loop); ``--mode all`` puts every loss in one round robin instead.
 
 Peak extra memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak
 resident set of a fresh subprocess doing one forward+backward, above the same subprocess after
@@ -15,6 +16,7 @@ The last line printed is ``unified_focal/cross_entropy: <max ratio over the two 
 
     python benchmarks/losses.py                 # CPU (or CUDA when present)
     python benchmarks/losses.py --reps 20 --device cuda
+    python benchmarks/losses.py --only unified_focal   # cross entropy and the Unified Focal loss alone
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 SHAPES = {"2d": (32, 2, 128, 128), "3d": (2, 3, 96, 96, 96)}
+CE = "cross_entropy(torch)"
 
 
 def candidates(num_classes: int) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
@@ -72,9 +75,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_all(shape, device, reps, warmup=2):
-    x, y = make_inputs(shape, device)
-    cands = candidates(shape[1])
+def _time_round_robin(cands, x, y, device, reps, warmup=2):
     names = list(cands)
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(warmup):
@@ -92,6 +93,30 @@ def time_all(shape, device, reps, warmup=2):
             times[n].append(time.perf_counter() - t0)
             x.grad = None
     return {n: statistics.median(v) for n, v in times.items()}
+
+
+def time_all(shape, device, reps, only=None, mode="pairwise"):
+    """Median fwd+bwd seconds per candidate and its ratio to cross entropy.
+
+    ``pairwise``: each candidate alternates with ``F.cross_entropy`` on its own (its ratio uses the
+    cross-entropy times of the same alternation), so both see the same allocator state.
+    ``all``: every candidate in one round robin (allocator state then depends on the neighbours).
+    """
+    x, y = make_inputs(shape, device)
+    cands = candidates(shape[1])
+    if only:
+        cands = {n: f for n, f in cands.items() if n in only or n == CE}
+    if mode == "all":
+        med = _time_round_robin(cands, x, y, device, reps)
+        return {n: (t, t / med[CE], med[CE]) for n, t in med.items()}
+    out = {}
+    for n, f in cands.items():
+        if n == CE:
+            continue
+        med = _time_round_robin({CE: cands[CE], n: f}, x, y, device, reps)
+        out.setdefault(CE, (med[CE], 1.0, med[CE]))
+        out[n] = (med[n], med[n] / med[CE], med[CE])
+    return out
 
 
 def _rss() -> int:
@@ -159,6 +184,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shapes", default="2d,3d")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated candidates to time (cross entropy always)")
+    ap.add_argument("--mode", choices=["pairwise", "all"], default="pairwise",
+                    help="pairwise: each loss alternates with cross entropy; all: one round robin of every loss")
     ap.add_argument("--child", nargs=2, metavar=("SHAPE", "NAME"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -171,18 +199,18 @@ def main() -> None:
     worst = 0.0
     for key in args.shapes.split(","):
         shape = SHAPES[key]
-        med = time_all(shape, args.device, args.reps)
-        ce = med["cross_entropy(torch)"]
-        mem = {} if args.no_memory else peak_memory(key, list(med), args.device)
-        ce_mem = mem.get("cross_entropy(torch)")
-        print(f"\n## shape {shape} (median of {args.reps}, interleaved)")
-        print("| loss | fwd+bwd ms | x cross_entropy | peak extra MiB | x cross_entropy |")
-        print("|---|---:|---:|---:|---:|")
-        for n, t in med.items():
+        res = time_all(shape, args.device, args.reps, only=set(filter(None, args.only.split(","))), mode=args.mode)
+        mem = {} if args.no_memory else peak_memory(key, list(res), args.device)
+        ce_mem = mem.get(CE)
+        print(f"\n## shape {shape} (median of {args.reps}, interleaved, mode={args.mode})")
+        print("| loss | fwd+bwd ms | cross entropy ms (same alternation) | time x cross_entropy "
+              "| peak extra MiB | memory x cross_entropy |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for n, (t, ratio, ce_t) in res.items():
             m = mem.get(n, float("nan"))
             mr = m / ce_mem if ce_mem else float("nan")
-            print(f"| {n} | {t * 1e3:.1f} | {t / ce:.2f} | {m / 2**20:.1f} | {mr:.2f} |")
-        worst = max(worst, med["unified_focal"] / ce)
+            print(f"| {n} | {t * 1e3:.1f} | {ce_t * 1e3:.1f} | {ratio:.2f} | {m / 2**20:.1f} | {mr:.2f} |")
+        worst = max(worst, res["unified_focal"][1])
     print(f"\nunified_focal/cross_entropy: {worst:.2f}")
 
 

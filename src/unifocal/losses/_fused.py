@@ -29,48 +29,41 @@ from unifocal.losses._core import Prepared, Terms
 _SERIES_CUTOFF = 1e-4
 
 
-def _masks(labels: Tensor, valid: Tensor | None, k: int, dtype: torch.dtype) -> tuple[list[Tensor], Tensor]:
-    """``m_c = [t = c]·v`` per class, ``(B, N)`` each, in one buffer (no gather/scatter, no one-hot).
+class _Masks:
+    """Class masks ``m_c = [t = c]·v`` made one at a time in one scratch buffer.
 
-    Also returns the float copy of the labels, free for reuse by the caller.
+    No one-hot tensor the size of the input is ever built: only the float labels and one ``(B, N)``
+    buffer, which each :meth:`get` overwrites (use a mask before asking for the next).
     """
-    lf = labels.to(dtype)
-    buf = torch.empty((k, *labels.shape), dtype=dtype, device=labels.device)
-    masks = [torch.eq(lf, c, out=buf[c]) for c in range(k)]
-    if valid is not None:
-        buf.mul_(valid)
-    return masks, lf
 
+    def __init__(self, labels_f: Tensor, valid: Tensor | None) -> None:
+        self.lf, self.valid = labels_f, valid
+        self.buf = torch.empty_like(labels_f)
 
-def _dot(masks: list[Tensor], values: list[Tensor], out: Tensor | None = None) -> Tensor:
-    """``Σ_c m_c · values_c`` for per-class ``(B, N)`` tensors: the value at each position's target."""
-    out = torch.mul(masks[0], values[0], out=out)
-    for m, v in zip(masks[1:], values[1:], strict=True):
-        out.addcmul_(m, v)
-    return out
+    def get(self, c: int) -> Tensor:
+        m = torch.eq(self.lf, c, out=self.buf)
+        return m.mul_(self.valid) if self.valid is not None else m
 
+    def dot(self, values: list[Tensor], out: Tensor) -> Tensor:
+        """``Σ_c m_c · values_c``: the value at each position's target class, written to ``out``."""
+        out.zero_()
+        for c, v in enumerate(values):
+            out.addcmul_(self.get(c), v)
+        return out
 
-def _at_target(masks: list[Tensor], vec: list[float]) -> Tensor | float:
-    """``Σ_c m_c · vec_c`` for per-class numbers: e.g. the weight of each position's class.
+    def at_target(self, vec: list[float], out: Tensor) -> Tensor | float:
+        """``Σ_c m_c · vec_c`` for per-class numbers; classes sharing the commonest value cost nothing.
 
-    Classes sharing the most common value cost nothing: ``ref + Σ_{c: vec_c ≠ ref} (vec_c - ref) m_c``.
-    (At ignored positions every mask is 0 and the result is ``ref``; callers mask those positions.)
-    """
-    ref = max(set(vec), key=vec.count)
-    out: Tensor | float = ref
-    for m, v in zip(masks, vec, strict=True):
-        if v != ref:
-            out = torch.mul(m, v - ref).add_(ref) if isinstance(out, float) else out.add_(m, alpha=v - ref)
-    return out
-
-
-def _at_target_rows(masks: list[Tensor], mat: Tensor) -> Tensor:
-    """``Σ_c m_c · mat[:, c]`` for a per-sample, per-class matrix ``(B, K)``."""
-    cols = mat.unsqueeze(-1).unbind(1)
-    out = masks[0] * cols[0]
-    for m, col in zip(masks[1:], cols[1:], strict=True):
-        out.addcmul_(m, col)
-    return out
+        (At ignored positions every mask is 0 and the result is that common value; callers mask them.)
+        """
+        ref = max(set(vec), key=vec.count)
+        if all(v == ref for v in vec):
+            return ref
+        out.fill_(ref)
+        for c, v in enumerate(vec):
+            if v != ref:
+                out.add_(self.get(c), alpha=v - ref)
+        return out
 
 
 def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -91,21 +84,32 @@ def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
     return ps, lse, s
 
 
+def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
+    """``Σ_{j≠c} p_j`` (= 1 - p_c without cancellation), floored at the smallest normal number."""
+    others = [p for j, p in enumerate(ps) if j != c]
+    out.copy_(others[0])
+    for p in others[1:]:
+        out.add_(p)
+    return out.clamp_min_(torch.finfo(out.dtype).tiny)
+
+
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
                 terms: Terms, batch: bool) -> Tensor:
         b, k, _ = x.shape
         ps, lse, spare = _softmax_parts(x)
-        masks, spare2 = _masks(labels, valid, k, x.dtype)
+        lf = labels.to(x.dtype)
+        masks = _Masks(lf, valid)
         out = torch.zeros(b, device=x.device, dtype=x.dtype)
         h = pt = None
         if terms.coef:
-            logpt = _dot(masks, list(x.unbind(1)), out=spare2).sub_(lse if valid is None else lse.mul_(valid))
+            logpt = masks.dot(list(x.unbind(1)), torch.empty_like(lf))
+            logpt.sub_(lse if valid is None else lse.mul_(valid))
             pt = logpt.exp()
             gam = terms.gamma.tolist() if terms.modulated else [0.0] * k
             mod_classes = [c for c in range(k) if gam[c] != 0.0]
-            scratch = lse  # free from here on
+            q = lse  # free from here on
             weighted = False
             h = torch.mul(pt, logpt, out=spare)
             if len(mod_classes) == 1:
@@ -113,47 +117,45 @@ class _FusedLoss(torch.autograd.Function):
                 # the sum of the other probabilities (no cancellation), h = p f'(p)/w is
                 # (1-p)^γ (γ p log p / (1-p) - 1) at c's positions and -1 elsewhere.
                 (c,) = mod_classes
-                q = scratch.copy_(ps[1 if c == 0 else 0])
-                for j in range(k):
-                    if j not in (c, 1 if c == 0 else 0):
-                        q.add_(ps[j])
-                q.clamp_min_(torch.finfo(x.dtype).tiny)
-                h.div_(q).mul_(masks[c]).mul_(gam[c]).sub_(1.0)
+                _others_sum(ps, c, q)
+                m_c = masks.get(c)
+                h.div_(q).mul_(m_c).mul_(gam[c]).sub_(1.0)
                 wv = terms.weight.tolist() if terms.weight is not None else None
                 if wv is not None and min(wv) > 0 and len(set(wv[:c] + wv[c + 1:])) == 1:
                     # fold the class weights into the modulation: w_t (1-p)^γ =
                     # exp(log w_ref + m_c (γ log q + log(w_c / w_ref))), one buffer fewer
                     w_ref = wv[1 if c == 0 else 0]
-                    mod = q.log_().mul_(gam[c]).add_(math.log(wv[c] / w_ref)).mul_(masks[c])
+                    mod = q.log_().mul_(gam[c]).add_(math.log(wv[c] / w_ref)).mul_(m_c)
                     mod.add_(math.log(w_ref)).exp_()
                     weighted = True
                 else:
-                    mod = q.log_().mul_(masks[c]).mul_(gam[c]).exp_()
+                    mod = q.log_().mul_(m_c).mul_(gam[c]).exp_()
+            elif mod_classes:  # several modulated classes (the symmetric losses)
+                log_mod = torch.zeros_like(pt)
+                q_t = torch.zeros_like(pt)  # 1 - p_t where t is modulated, 1 elsewhere
+                g_t = torch.zeros_like(pt)
+                in_s = torch.zeros_like(pt)
+                for c in mod_classes:
+                    _others_sum(ps, c, q)
+                    m_c = masks.get(c)
+                    q_t.addcmul_(m_c, q)  # exact: no 1 + (q - 1) round trip
+                    g_t.add_(m_c, alpha=gam[c])
+                    in_s.add_(m_c)
+                    log_mod.addcmul_(m_c, q.log_(), value=gam[c])
+                q_t.add_(in_s.neg_().add_(1.0))  # + 0 where modulated, + 1 elsewhere
+                mod = log_mod.exp_()
+                h.div_(q_t).mul_(g_t).sub_(1.0)
+            else:
+                mod = None
+                h.fill_(-1.0)
+            if mod is not None:
                 h.mul_(mod)
                 f = mod.mul_(logpt)  # = -f
-            elif mod_classes:
-                log_mod = torch.zeros_like(pt)
-                q_t = torch.zeros_like(pt)
-                for c in mod_classes:
-                    q = scratch.zero_()
-                    for j in range(k):
-                        if j != c:
-                            q.add_(ps[j])
-                    q.clamp_min_(torch.finfo(x.dtype).tiny)
-                    q_t.addcmul_(masks[c], q)  # exact: no 1 + (q - 1) round trip
-                    log_mod.addcmul_(masks[c], q.log_(), value=gam[c])
-                if len(mod_classes) < k or valid is not None:
-                    q_t.add_(1.0 - _dot_sum(masks, mod_classes))
-                g_t = _at_target(masks, gam)
-                mod = log_mod.exp_()
-                h.div_(q_t).mul_(g_t).sub_(1.0).mul_(mod)
-                f = mod.mul_(logpt)  # = -f
             else:
-                h.fill_(-1.0)
                 f = logpt  # = -f
             if terms.weight is not None and not weighted:
-                w_t = _at_target(masks, terms.weight.tolist())
-                f = f.mul_(w_t) if f is not logpt else f * w_t
+                w_t = masks.at_target(terms.weight.tolist(), torch.empty_like(lf))
+                f = f.mul_(w_t)
                 h.mul_(w_t)
             if valid is not None:
                 h.mul_(valid)  # (f is already 0 at ignored positions: logpt is)
@@ -161,14 +163,18 @@ class _FusedLoss(torch.autograd.Function):
         tp = psum = count = None
         if terms.regions:
             buf = lse  # free by now: Σ m·p through one scratch buffer, no fresh product per class
-            tp = torch.stack([torch.mul(m, p, out=buf).sum(-1) for m, p in zip(masks, ps, strict=True)], dim=1)
-            count = torch.stack([m.sum(-1) for m in masks], dim=1)
+            tp_l, count_l = [], []
+            for c in range(k):
+                m_c = masks.get(c)
+                count_l.append(m_c.sum(-1))
+                tp_l.append(torch.mul(m_c, ps[c], out=buf).sum(-1))
+            tp, count = torch.stack(tp_l, 1), torch.stack(count_l, 1)
             psum = torch.stack([p.sum(-1) if valid is None else torch.mul(p, valid, out=buf).sum(-1) for p in ps],
                                dim=1)
             if pt is None:
-                pt = _dot(masks, ps)
+                pt = masks.dot(ps, torch.empty_like(lf))
             out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
-        ctx.save_for_backward(*ps, *masks, pt, valid, n_valid, h, tp, psum, count)
+        ctx.save_for_backward(*ps, lf, pt, valid, n_valid, h, tp, psum, count)
         ctx.terms, ctx.batch, ctx.k = terms, batch, k
         return out
 
@@ -176,8 +182,9 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         k = ctx.k
         saved = ctx.saved_tensors
-        ps, masks = list(saved[:k]), list(saved[k:2 * k])
-        pt, valid, n_valid, h, tp, psum, count = saved[2 * k:]
+        ps = list(saved[:k])
+        lf, pt, valid, n_valid, h, tp, psum, count = saved[k:]
+        masks = _Masks(lf, valid)
         terms: Terms = ctx.terms
         b = ps[0].shape[0]
         # u: subtracted from every class's p-weighted gradient; e: added at the target class
@@ -185,11 +192,16 @@ class _FusedLoss(torch.autograd.Function):
         cols = None
         if terms.regions:
             dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
-            e = _at_target_rows(masks, dtp).mul_(pt)  # v·p_t·B_t (the masks carry v)
+            e = torch.zeros_like(pt)
+            for c, col in enumerate(dtp.unsqueeze(-1).unbind(1)):
+                e.addcmul_(masks.get(c), col)
+            e.mul_(pt)  # v·p_t·B_t (the masks carry v)
             if h is not None:
                 e.addcmul_(h, scale)
             cols = dps.unsqueeze(-1).unbind(1)
-            u = _dot(ps, list(cols))
+            u = torch.mul(ps[0], cols[0])
+            for p, col in zip(ps[1:], cols[1:], strict=True):
+                u.addcmul_(p, col)
             if valid is not None:
                 u.mul_(valid)
             u.add_(e)
@@ -204,15 +216,8 @@ class _FusedLoss(torch.autograd.Function):
                 torch.sub(cols[c], u, out=g).mul_(ps[c])
             else:
                 torch.mul(valid, cols[c], out=g).sub_(u).mul_(ps[c])
-            g.addcmul_(masks[c], e)
+            g.addcmul_(masks.get(c), e)
         return grad, None, None, None, None, None
-
-
-def _dot_sum(masks: list[Tensor], classes: list[int]) -> Tensor:
-    out = masks[classes[0]].clone()
-    for c in classes[1:]:
-        out.add_(masks[c])
-    return out
 
 
 def _region_grads(terms: Terms, tp: Tensor, psum: Tensor, count: Tensor, batch: bool,
