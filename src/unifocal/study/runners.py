@@ -100,6 +100,25 @@ def _execute(spec: RunSpec, train_fn: str | Callable[..., Any], threads: int | N
         return RunOutcome(spec.name, spec.run_dir, "failed", time.perf_counter() - t0, msg)
 
 
+
+def _collector(specs: Sequence[RunSpec], outcomes: dict[str, RunOutcome],
+               on_done: Callable[[RunOutcome], None] | None) -> tuple[Callable[[RunOutcome], None], list[RunSpec]]:
+    """``(done, todo)``: a callback recording each outcome (and forwarding it to ``on_done``), and the
+    specs still to run; finished runs are recorded as skipped at once."""
+
+    def done(o: RunOutcome) -> None:
+        outcomes[o.name] = o
+        if on_done is not None:
+            on_done(o)
+
+    todo = []
+    for s in specs:
+        if is_finished(s.run_dir):
+            done(RunOutcome(s.name, s.run_dir, "skipped"))
+        else:
+            todo.append(s)
+    return done, todo
+
 def run_local(specs: Sequence[RunSpec], workers: int = 1, train_fn: str | Callable[..., Any] = TRAIN_FN,
               threads_per_worker: int | None = None,
               on_done: Callable[[RunOutcome], None] | None = None, progress: bool = False) -> list[RunOutcome]:
@@ -124,18 +143,7 @@ def run_local(specs: Sequence[RunSpec], workers: int = 1, train_fn: str | Callab
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     outcomes: dict[str, RunOutcome] = {}
-
-    def done(o: RunOutcome) -> None:
-        outcomes[o.name] = o
-        if on_done is not None:
-            on_done(o)
-
-    todo = []
-    for s in specs:
-        if is_finished(s.run_dir):
-            done(RunOutcome(s.name, s.run_dir, "skipped"))
-        else:
-            todo.append(s)
+    done, todo = _collector(specs, outcomes, on_done)
     if workers == 1 or len(todo) <= 1:
         for s in todo:
             done(_execute(s, train_fn, threads_per_worker, progress))
@@ -183,18 +191,7 @@ def run_ray(specs: Sequence[RunSpec], address: str | None = None, cpus_per_run: 
     if cpus_per_run <= 0 or gpus_per_run < 0:
         raise ValueError(f"invalid resources per run: cpu={cpus_per_run}, gpu={gpus_per_run}")
     outcomes: dict[str, RunOutcome] = {}
-
-    def done(o: RunOutcome) -> None:
-        outcomes[o.name] = o
-        if on_done is not None:
-            on_done(o)
-
-    todo = []
-    for s in specs:
-        if is_finished(s.run_dir):
-            done(RunOutcome(s.name, s.run_dir, "skipped"))
-        else:
-            todo.append(s)
+    done, todo = _collector(specs, outcomes, on_done)
     if todo:
         started = False
         if not ray.is_initialized():
