@@ -7,14 +7,16 @@ torn one.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_csv", "atomic_write_json", "atomic_write_text"]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -42,3 +44,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_csv(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
+    """Atomically write ``rows`` as CSV with the columns ``fields`` (other keys are ignored)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in fields})
+    atomic_write_text(path, buf.getvalue())

@@ -8,8 +8,6 @@ foreground classes ``1..K-1``, named by ``dataset.class_names``.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from unifocal._atomic import atomic_write_csv
 from unifocal.metrics import case_metrics, mean_ci
-from unifocal.training.checkpoint import atomic_write_text
 from unifocal.training.inference import predict_probabilities, probs_to_labels, save_prediction
 
 __all__ = ["CSV_FIELDS", "aggregate", "evaluate_cases", "write_metrics_csv"]
@@ -80,12 +78,7 @@ def evaluate_cases(model: nn.Module, dataset: Any, ids: Iterable[str], *, patch_
 
 def write_metrics_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Atomically write the per-case metrics CSV."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r[k] for k in CSV_FIELDS})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, rows, CSV_FIELDS)
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:

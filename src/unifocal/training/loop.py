@@ -27,7 +27,6 @@ best checkpoint is evaluated on the validation cases in the original geometry
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import math
@@ -40,6 +39,7 @@ import torch
 import yaml
 from torch import nn
 
+from unifocal._atomic import atomic_write_csv
 from unifocal.training.checkpoint import (
     atomic_write_json,
     atomic_write_text,
@@ -257,12 +257,7 @@ def build_run(config: dict[str, Any] | TrainConfig, run_dir: Path | None = None)
 
 # -- files ------------------------------------------------------------------------------------
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: row[k] for k in LOG_FIELDS})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, history, LOG_FIELDS)
 
 
 def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
