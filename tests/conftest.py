@@ -31,17 +31,18 @@ def data_root() -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def busi_root(data_root: Path) -> Path:
-    p = data_root / "BUSI"
+def _dataset_dir(data_root: Path, name: str) -> Path:
+    p = data_root / name
     if not p.is_dir():
         pytest.fail(f"{p} missing from the real-data folder")
     return p
+
+
+@pytest.fixture(scope="session")
+def busi_root(data_root: Path) -> Path:
+    return _dataset_dir(data_root, "BUSI")
 
 
 @pytest.fixture(scope="session")
 def hippocampus_root(data_root: Path) -> Path:
-    p = data_root / "MSD_Task04_Hippocampus"
-    if not p.is_dir():
-        pytest.fail(f"{p} missing from the real-data folder")
-    return p
+    return _dataset_dir(data_root, "MSD_Task04_Hippocampus")
