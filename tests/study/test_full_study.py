@@ -1,7 +1,8 @@
-"""The full studies on real data (issue #5, "Results on real data"): excluded from the default run.
+"""The real-data studies of ``docs/results.md`` (issue #5): excluded from the default run.
 
-Run with ``pytest -m slow tests/study/test_full_study.py``; ``UNIFOCAL_STUDY_EPOCHS`` sets the epochs
-(default 100, the paper's scheme 1), ``UNIFOCAL_STUDY_OUT`` keeps the study folder (default: a temporary
+``pytest -m slow tests/study/test_full_study.py`` runs ``scripts/reproduce_cpu_study.sh``, the exact
+commands behind the tables of ``docs/results.md`` (about 2 hours on 2 CPU cores), and checks that every
+table and figure is written. ``UNIFOCAL_STUDY_OUT`` keeps the study folder (default: a temporary
 folder), so that an interrupted study resumes when run again with the same folder.
 """
 
@@ -9,48 +10,29 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from unifocal.cli import app
 from unifocal.study.plan import PAPER_LOSS_ORDER
 
 pytestmark = pytest.mark.slow
 
-
-def _out(tmp_path: Path, name: str) -> Path:
-    base = os.environ.get("UNIFOCAL_STUDY_OUT")
-    return Path(base) / name if base else tmp_path / name
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reproduce_cpu_study.sh"
 
 
-def _run(args: list[str]) -> None:
-    r = CliRunner().invoke(app, args)
-    assert r.exit_code == 0, r.output
+def test_reproduce_cpu_study(data_root, busi_root, hippocampus_root, tmp_path):
+    out = Path(os.environ.get("UNIFOCAL_STUDY_OUT") or tmp_path / "study")
+    env = {**os.environ, "UNIFOCAL_DATA": str(data_root)}
+    subprocess.run(["bash", str(SCRIPT), str(out)], check=True, env=env)
 
-
-def test_busi_seven_losses_and_delta_grid(busi_root, tmp_path):
-    epochs = os.environ.get("UNIFOCAL_STUDY_EPOCHS", "100")
-    common = ["--dataset", str(busi_root), "--model", "unet", "--base-filters", "16", "--patch-size", "128,128",
-              "--scheme", "sgd", "--epochs", epochs, "--folds", "5", "--device", "auto"]
-    out = _out(tmp_path, "busi_compare")
-    _run(["study", "compare", *common, "--losses", "paper", "--out", str(out)])
-    _run(["study", "report", str(out)])
-    rows = list(csv.DictReader((out / "report" / "table.csv").open()))
+    rows = list(csv.DictReader((out / "busi" / "report" / "table.csv").open()))
     assert sorted(r["loss"] for r in rows) == sorted(PAPER_LOSS_ORDER)
-    tune = _out(tmp_path, "busi_tune")
-    _run(["study", "tune", *common, "--grid", "delta", "--splits-dir", str(out), "--out", str(tune)])
-    _run(["study", "report", str(tune)])
-    assert (tune / "report" / "figures" / "sensitivity_foreground.png").is_file() or \
-        list((tune / "report" / "figures").glob("sensitivity_*.png"))
+    # every loss trained on all five folds
+    for arm in (p for p in (out / "busi").iterdir() if (p / "fold0").is_dir()):
+        assert sorted(f.name for f in arm.glob("fold*")) == [f"fold{k}" for k in range(5)], arm
 
-
-def test_hippocampus_seven_losses(hippocampus_root, tmp_path):
-    epochs = os.environ.get("UNIFOCAL_STUDY_EPOCHS", "100")
-    out = _out(tmp_path, "hippocampus_compare")
-    _run(["study", "compare", "--dataset", str(hippocampus_root), "--base-filters", "8", "--patch-size", "32,48,32",
-          "--scheme", "sgd", "--epochs", epochs, "--folds", "5", "--losses", "paper", "--out", str(out)])
-    _run(["study", "report", str(out)])
-    header = (out / "report" / "table.md").read_text().splitlines()[0]
+    assert list((out / "busi_delta" / "report" / "figures").glob("sensitivity_*.png"))
+    header = (out / "hippocampus" / "report" / "table.md").read_text().splitlines()[0]
     assert header.count("DSC (") == 2  # per-class columns for the two rare classes

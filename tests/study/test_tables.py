@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from unifocal.study.results import aggregate, collect_runs, group_arms, paired_wilcoxon
+from unifocal.study.results import Arm, aggregate, collect_runs, group_arms, paired_wilcoxon, pick_reference
 from unifocal.study.tables import build_table, write_tables
 
 from .fakes import write_run
@@ -141,3 +141,20 @@ def test_duplicate_fold_rejected(tmp_path):
     shutil.copytree(tmp_path / "a" / "dice" / "fold0", tmp_path / "a" / "copy")
     with pytest.raises(ValueError, match="two finished runs"):
         group_arms(collect_runs(tmp_path / "a"))
+
+
+def test_reference_is_the_unified_focal_arm_closest_to_the_optimum():
+    def arms(*settings):
+        out = {"dice": Arm("dice", "dice", {})}
+        for d, g, lam in settings:
+            name = f"unified_focal-delta{d}-gamma{g}-lambda{lam}"
+            out[name] = Arm(name, "unified_focal", {"delta": d, "gamma": g, "lambda_": lam})
+        return out
+
+    # the delta grid of Table 2 (gamma 0): delta 0.6, not the first arm; 0.5 and 0.7 are equally far
+    delta_grid = arms(*[(d / 10, 0.0, 0.5) for d in range(1, 10)])
+    assert pick_reference(delta_grid) == "unified_focal-delta0.6-gamma0.0-lambda0.5"
+    assert pick_reference(arms((0.5, 0.0, 0.5), (0.7, 0.0, 0.5))) == "unified_focal-delta0.5-gamma0.0-lambda0.5"
+    assert pick_reference(arms((0.6, 0.2, 0.0), (0.6, 0.2, 0.5), (0.6, 0.2, 1.0))).endswith("lambda0.5")
+    assert pick_reference({"dice": Arm("dice", "dice", {})}) is None
+    assert pick_reference(delta_grid, reference="dice") == "dice"

@@ -235,8 +235,10 @@ def paired_wilcoxon(reference: Arm, other: Arm, cls: str, metric: str) -> tuple[
 
 
 def pick_reference(arms: dict[str, Arm], reference: str | None = None) -> str | None:
-    """The arm the others are tested against: ``reference`` if given, else the Unified Focal loss at the
-    paper's optimum (δ=0.6, γ=0.2, λ=0.5), else the first ``unified_focal`` arm; ``None`` if none.
+    """The arm the others are tested against: ``reference`` if given, else the ``unified_focal`` arm
+    closest to the paper's optimum (δ=0.6, γ=0.2, λ=0.5; sum of absolute differences, the first arm on
+    a tie); ``None`` if there is none. In a Table 2 sweep that is the arm at the optimum's value of the
+    swept parameter (δ=0.6 in the δ grid, which fixes γ=0).
 
     Raises:
         ValueError: if ``reference`` names no arm.
@@ -250,9 +252,9 @@ def pick_reference(arms: dict[str, Arm], reference: str | None = None) -> str | 
         return cands[0]
     from unifocal.study.plan import UNIFIED_FOCAL_OPTIMUM
 
+    def distance(name: str) -> float:
+        p = arms[name].params
+        return round(sum(abs(float(p.get(k, v)) - v) for k, v in UNIFIED_FOCAL_OPTIMUM.items()), 9)
+
     uf = [n for n, a in arms.items() if a.loss == "unified_focal"]
-    for n in uf:
-        p = arms[n].params
-        if all(math.isclose(float(p.get(k, v)), v) for k, v in UNIFIED_FOCAL_OPTIMUM.items()):
-            return n
-    return uf[0] if uf else None
+    return min(uf, key=distance) if uf else None  # min keeps the first of equal distances

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The real-data studies of docs/results.md, exactly as run there (issue #5), on a CPU machine.
+#
+#   UNIFOCAL_DATA=/path/to/data bash scripts/reproduce_cpu_study.sh [OUT]   (default OUT: runs/paper_cpu)
+#
+# Stages: BUSI seven losses x 5 folds; BUSI delta grid (Table 2, fold 0); Hippocampus seven losses
+# (fold 0). Each stage skips finished runs and resumes interrupted ones, so the script can be re-run
+# after an interruption. Wall times are appended to OUT/times.txt. WORKERS (default 2) runs that many
+# trainings side by side, one torch thread each.
+set -euo pipefail
+: "${UNIFOCAL_DATA:?set UNIFOCAL_DATA to the folder holding BUSI/ and MSD_Task04_Hippocampus/}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-runs/paper_cpu}"
+workers="${WORKERS:-2}"
+mkdir -p "$out"
+
+stage() {  # name, command...
+    local name=$1; shift
+    local start; start=$(date +%s)
+    "$@"
+    echo "$name $(( $(date +%s) - start )) s ($(date -u +%FT%TZ))" >> "$out/times.txt"
+}
+
+busi=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^(benign|malignant)_'
+      --config "$here/configs/busi_cpu.yaml" --folds 5 --epochs 3 --batch-size 8 --scheme adam
+      --workers "$workers")
+
+stage busi_compare unifocal study compare "${busi[@]}" --losses paper --out "$out/busi"
+stage busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 --splits-dir "$out/busi" \
+    --out "$out/busi_delta"
+stage hippocampus_compare unifocal study compare --dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" \
+    --config "$here/configs/hippocampus_cpu.yaml" --losses paper --folds 5 --fold 0 --epochs 3 \
+    --scheme adam --workers "$workers" --out "$out/hippocampus"
+
+unifocal study report "$out/busi" --unit folds --out "$out/busi/report"
+unifocal study report "$out/busi" --unit cases --out "$out/busi/report_cases"
+unifocal study report "$out/busi_delta" --unit cases
+unifocal study report "$out/hippocampus" --unit cases
