@@ -4,7 +4,8 @@
 #   UNIFOCAL_DATA=/path/to/data bash scripts/reproduce_cpu_study.sh [OUT]   (default OUT: runs/paper_cpu)
 #
 # Stages: BUSI seven losses x 5 folds; BUSI delta grid (Table 2, fold 0); Hippocampus seven losses
-# (fold 0). Each stage skips finished runs and resumes interrupted ones, so the script can be re-run
+# (fold 0, 3 epochs); Hippocampus Unified Focal, Dice and Combo (fold 0, 8 epochs).
+# Each stage skips finished runs and resumes interrupted ones, so the script can be re-run
 # after an interruption. Wall times are appended to OUT/times.txt. WORKERS (default 2) runs that many
 # trainings side by side, one torch thread each.
 set -euo pipefail
@@ -31,8 +32,12 @@ stage busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 --splits
 stage hippocampus_compare unifocal study compare --dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" \
     --config "$here/configs/hippocampus_cpu.yaml" --losses paper --folds 5 --fold 0 --epochs 3 \
     --scheme adam --workers "$workers" --out "$out/hippocampus"
+stage hippocampus_8ep unifocal study compare --dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" \
+    --config "$here/configs/hippocampus_cpu.yaml" --losses unified_focal,dice,combo --folds 5 --fold 0 \
+    --epochs 8 --scheme adam --workers "$workers" --splits-dir "$out/hippocampus" --out "$out/hippocampus_8ep"
 
 unifocal study report "$out/busi" --unit folds --out "$out/busi/report"
 unifocal study report "$out/busi" --unit cases --out "$out/busi/report_cases"
 unifocal study report "$out/busi_delta" --unit cases
 unifocal study report "$out/hippocampus" --unit cases
+unifocal study report "$out/hippocampus_8ep" --unit cases
