@@ -29,12 +29,13 @@ busi=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^
 stage busi_compare unifocal study compare "${busi[@]}" --losses paper --out "$out/busi"
 stage busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 --splits-dir "$out/busi" \
     --out "$out/busi_delta"
-stage hippocampus_compare unifocal study compare --dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" \
-    --config "$here/configs/hippocampus_cpu.yaml" --losses paper --folds 5 --fold 0 --epochs 3 \
-    --scheme adam --workers "$workers" --out "$out/hippocampus"
-stage hippocampus_8ep unifocal study compare --dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" \
-    --config "$here/configs/hippocampus_cpu.yaml" --losses unified_focal,dice,combo --folds 5 --fold 0 \
-    --epochs 8 --scheme adam --workers "$workers" --splits-dir "$out/hippocampus" --out "$out/hippocampus_8ep"
+hippocampus=(--dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" --config "$here/configs/hippocampus_cpu.yaml"
+             --folds 5 --fold 0 --scheme adam --workers "$workers")
+
+stage hippocampus_compare unifocal study compare "${hippocampus[@]}" --losses paper --epochs 3 \
+    --out "$out/hippocampus"
+stage hippocampus_8ep unifocal study compare "${hippocampus[@]}" --losses unified_focal,dice,combo --epochs 8 \
+    --splits-dir "$out/hippocampus" --out "$out/hippocampus_8ep"
 
 unifocal study report "$out/busi" --unit folds --out "$out/busi/report"
 unifocal study report "$out/busi" --unit cases --out "$out/busi/report_cases"
