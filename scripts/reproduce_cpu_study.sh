@@ -3,8 +3,8 @@
 #
 #   UNIFOCAL_DATA=/path/to/data bash scripts/reproduce_cpu_study.sh [OUT]   (default OUT: runs/paper_cpu)
 #
-# Stages: BUSI seven losses x 5 folds; BUSI delta grid (Table 2, fold 0); Hippocampus seven losses
-# (fold 0, 3 epochs); Hippocampus Unified Focal, Dice and Combo (fold 0, 8 epochs).
+# Stages: BUSI seven losses x 5 folds; BUSI delta grid (Table 2, 5 folds); BUSI gamma and lambda grids
+# (Table 2, fold 0); Hippocampus seven losses (fold 0, 3 epochs, then 8 epochs).
 # Each stage skips finished runs and resumes interrupted ones, so the script can be re-run
 # after an interruption. Wall times are appended to OUT/times.txt. WORKERS (default 2) runs that many
 # trainings side by side, one torch thread each.
@@ -27,18 +27,21 @@ busi=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^
       --workers "$workers")
 
 stage busi_compare unifocal study compare "${busi[@]}" --losses paper --out "$out/busi"
-stage busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 --splits-dir "$out/busi" \
+stage busi_delta unifocal study tune "${busi[@]}" --grid delta --splits-dir "$out/busi" \
     --out "$out/busi_delta"
+stage busi_gamma_lambda unifocal study tune "${busi[@]}" --grid gamma,lambda --fold 0 --splits-dir "$out/busi" \
+    --out "$out/busi_gamma_lambda"
 hippocampus=(--dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" --config "$here/configs/hippocampus_cpu.yaml"
              --folds 5 --fold 0 --scheme adam --workers "$workers")
 
 stage hippocampus_compare unifocal study compare "${hippocampus[@]}" --losses paper --epochs 3 \
     --out "$out/hippocampus"
-stage hippocampus_8ep unifocal study compare "${hippocampus[@]}" --losses unified_focal,dice,combo --epochs 8 \
+stage hippocampus_8ep unifocal study compare "${hippocampus[@]}" --losses paper --epochs 8 \
     --splits-dir "$out/hippocampus" --out "$out/hippocampus_8ep"
 
 unifocal study report "$out/busi" --unit folds --out "$out/busi/report"
 unifocal study report "$out/busi" --unit cases --out "$out/busi/report_cases"
-unifocal study report "$out/busi_delta" --unit cases
+unifocal study report "$out/busi_delta" --unit folds
+unifocal study report "$out/busi_gamma_lambda" --unit cases
 unifocal study report "$out/hippocampus" --unit cases
 unifocal study report "$out/hippocampus_8ep" --unit cases
