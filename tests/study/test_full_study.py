@@ -30,16 +30,16 @@ def test_reproduce_cpu_study(data_root, busi_root, hippocampus_root, tmp_path):
     rows = list(csv.DictReader((out / "busi" / "report" / "table.csv").open()))
     assert sorted(r["loss"] for r in rows) == sorted(PAPER_LOSS_ORDER)
     # every loss, and every delta of the Table 2 grid, trained on all five folds
-    for study in ("busi", "busi_delta"):
+    for study, n_arms in (("busi", 7), ("busi_delta", 9)):
         arms = [p for p in (out / study).iterdir() if (p / "fold0").is_dir()]
-        assert len(arms) == {"busi": 7, "busi_delta": 9}[study]
+        assert len(arms) == n_arms, arms
         for arm in arms:
             assert sorted(f.name for f in arm.glob("fold*")) == [f"fold{k}" for k in range(5)], arm
 
     assert list((out / "busi_delta" / "report" / "figures").glob("sensitivity_*.png"))
     # the gamma and lambda grids of Table 2: 6 + 11 values sharing the (0.6, 0.2, 0.5) arm
     rows = list(csv.DictReader((out / "busi_gamma_lambda" / "report" / "table.csv").open()))
-    assert len(rows) == 16, [r["loss"] for r in rows]
+    assert len(rows) == 16, [r["arm"] for r in rows]
     header = (out / "hippocampus" / "report" / "table.md").read_text().splitlines()[0]
     assert header.count("| DSC (") == 2  # per-class columns for the two rare classes
     rows = list(csv.DictReader((out / "hippocampus_8ep" / "report" / "table.csv").open()))
