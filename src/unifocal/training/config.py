@@ -21,6 +21,9 @@ Keys (YAML; command-line flags override, see ``docs/training.md``)::
     overlap: 0.5          # sliding-window overlap (paper: 48/96 = 40/80 = 0.5)
     lr: null              # scheme default: 0.01 (sgd, sota), 3e-4 (adam)
     adam_schedule: cosine # cosine | plateau
+    patience: null        # early stopping: stop when the validation loss has not improved for this
+                          # many epochs (epochs is then the maximum); null: run all epochs
+    lr_patience: null     # plateau schedule: epochs without improvement before lr x 0.1 (default 10)
     save_predictions: false
     splits_dir: null      # folder of splits.json (default: the run folder; the folds are a pure
                           # function of the case ids, n_folds and split_seed, so runs agree anyway)
@@ -70,6 +73,8 @@ class TrainConfig:
     overlap: float = 0.5
     lr: float | None = None
     adam_schedule: str = "cosine"
+    patience: int | None = None
+    lr_patience: int | None = None
     save_predictions: bool = False
     splits_dir: str | None = None
     channels_last: bool = False
@@ -85,6 +90,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
     "augment": (bool,), "overlap": (float, int), "lr": (float, int), "adam_schedule": (str,),
     "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
+    "patience": (int,), "lr_patience": (int,),
 }
 
 
@@ -240,13 +246,17 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
         if not ok:
             want = " or ".join(t.__name__ for t in types)
             raise ValueError(f"{k} must be {want}, got {v!r} ({type(v).__name__})")
+    if data["lr_patience"] is not None and (data["scheme"] != "adam" or data["adam_schedule"] != "plateau"):
+        raise ValueError(f"lr_patience={data['lr_patience']} applies only to scheme adam with adam_schedule "
+                         f"plateau (got scheme {data['scheme']!r}, adam_schedule {data['adam_schedule']!r}); "
+                         f"drop lr_patience or set adam_schedule: plateau")
     if data["scheme"] not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {data['scheme']!r}")
     if data["adam_schedule"] not in ("cosine", "plateau"):
         raise ValueError(f"adam_schedule must be 'cosine' or 'plateau', got {data['adam_schedule']!r}")
     if data["device"] not in ("auto", "cpu", "cuda") and not str(data["device"]).startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu or cuda, got {data['device']!r}")
-    for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch"):
+    for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch", "patience", "lr_patience"):
         if data[k] is not None and data[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {data[k]}")
     if data["n_folds"] < 2:

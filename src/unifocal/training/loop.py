@@ -18,6 +18,10 @@ Epochs and batches are numbered from 1 in logs and messages. Per epoch ``e``:
    ``log.csv`` (rewritten from the history held in ``last.pt``, so the two never disagree), each
    written atomically; TensorBoard scalars.
 
+Early stopping: with ``patience`` P, training stops after epoch ``e`` when the validation loss has not
+improved for P epochs (``e - best_epoch >= P``); ``epochs`` is then the maximum. ``summary.json``
+records ``best_epoch`` and ``stop_epoch`` (the last epoch trained) in every case.
+
 Resume: when ``checkpoints/last.pt`` exists the run continues after its epoch with every state
 restored; when ``summary.json`` says ``finished`` nothing is recomputed. After the last epoch the
 best checkpoint is evaluated on the validation cases in the original geometry
@@ -145,7 +149,8 @@ class RunContext:
         self.loss = make_loss(self.dataset, cfg.loss)
         self.train_loss_fn = DeepSupervisionLoss(self.loss) if supports_deep_supervision(self.model) else self.loss
         self.optimizer = make_optimizer(cfg.scheme, self.model.parameters(), cfg.lr)
-        self.scheduler = make_scheduler(cfg.scheme, self.optimizer, cfg.epochs, cfg.adam_schedule)
+        self.scheduler = make_scheduler(cfg.scheme, self.optimizer, cfg.epochs, cfg.adam_schedule,
+                                        cfg.lr_patience)
         use_scaler = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.run_dir = run_dir
@@ -296,12 +301,18 @@ def _comparable(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+_DEFAULTS = TrainConfig().to_dict()
+
+
 def _differences(saved: dict[str, Any], fresh: dict[str, Any], prefix: str = "") -> list[str]:
     """Keys whose value in ``fresh`` differs from ``saved`` (``None`` in ``fresh``: filled from the data
-    when the run was built, not compared)."""
+    when the run was built, not compared; a top-level key absent from ``saved`` (a run folder written
+    before the key existed) matches its default value)."""
     out: list[str] = []
     for k, v in fresh.items():
         if v is None:
+            continue
+        if not prefix and k not in saved and k in _DEFAULTS and v == _DEFAULTS[k]:
             continue
         if isinstance(v, dict) and isinstance(saved.get(k), dict):
             out += _differences(saved[k], v, f"{prefix}{k}.")
@@ -392,8 +403,14 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
         from tqdm import tqdm
 
         epoch_bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"train {run_dir.name}", unit="epoch")
+    def patience_exhausted(epoch: int) -> bool:
+        return cfg.patience is not None and epoch - best_epoch >= cfg.patience
+
+    stop_epoch = start_epoch
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            if patience_exhausted(epoch - 1):
+                break  # resumed after the stopping epoch
             t0 = time.perf_counter()
             lr = ctx.optimizer.param_groups[0]["lr"]
             train_loss, _ = ctx.train_epoch(train_ids, epoch, progress=progress)
@@ -421,6 +438,9 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
                 epoch_bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", dsc=f"{val_dsc:.3f}",
                                       lr=f"{lr:.2e}")
                 epoch_bar.update(1)
+            stop_epoch = epoch
+            if patience_exhausted(epoch):
+                break
     finally:
         writer.close()
         if epoch_bar is not None:
@@ -437,7 +457,9 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
     write_metrics_csv(run_dir / "metrics_per_case.csv", rows)
     plot_learning_curves(run_dir / "learning_curves.png", history)
     wall += time.perf_counter() - t0
-    summary = {"status": "finished", "best_epoch": best_epoch, "epochs": cfg.epochs, "wall_time_s": round(wall, 3),
+    stop_epoch = history[-1]["epoch"] if history else stop_epoch
+    summary = {"status": "finished", "best_epoch": best_epoch, "stop_epoch": stop_epoch, "epochs": cfg.epochs,
+               "stopped_early": stop_epoch < cfg.epochs, "wall_time_s": round(wall, 3),
                "best_val_loss": best_loss, "metrics": aggregate(rows)}
     atomic_write_json(run_dir / "summary.json", summary)
     return summary

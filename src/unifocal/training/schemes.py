@@ -7,8 +7,9 @@
   gives only the two end points; **our schedule**: cosine annealing per epoch from 3e-4 at epoch 0 to
   1e-6 at the last epoch (``CosineAnnealingLR(T_max=epochs-1, eta_min=1e-6)``), deterministic and so
   exactly resumable. ``adam_schedule: plateau`` selects instead ``ReduceLROnPlateau`` on the
-  validation loss (factor 0.1, patience 10 epochs, ``min_lr=1e-6``). Batches are reshuffled every
-  epoch (true in every scheme here: the training loader is re-seeded with ``seed + epoch``).
+  validation loss (factor 0.1, patience 10 epochs or ``lr_patience``, ``min_lr=1e-6``): the schedule
+  to use with early stopping (``patience``), when the length of the run is not known in advance.
+  Batches are reshuffled every epoch (true in every scheme here: the training loader is re-seeded with ``seed + epoch``).
 * ``sota`` (scheme 3, the state-of-the-art run): scheme 1 for 1000 epochs with deep supervision.
 """
 
@@ -42,12 +43,13 @@ def make_optimizer(scheme: str, params: Any, lr: float | None = None) -> torch.o
 
 
 def make_scheduler(scheme: str, optimizer: torch.optim.Optimizer, epochs: int,
-                   adam_schedule: str = "cosine") -> Any:
+                   adam_schedule: str = "cosine", lr_patience: int | None = None) -> Any:
     """The scheme's per-epoch schedule; call ``step()`` (plateau: ``step(val_loss)``) after each epoch."""
     if SCHEME_DEFAULTS[scheme]["optimizer"] == "sgd":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: (1.0 - min(e, epochs - 1) / epochs) ** 0.9)
     min_lr = SCHEME_DEFAULTS["adam"]["min_lr"]
     if adam_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=10,
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1,
+                                                          patience=10 if lr_patience is None else lr_patience,
                                                           min_lr=min_lr)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs - 1, 1), eta_min=min_lr)

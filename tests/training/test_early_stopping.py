@@ -1,0 +1,101 @@
+"""Early stopping (``patience``) and the plateau schedule (``lr_patience``) on scripted validation losses."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+import unifocal.training.loop as loop
+from unifocal.training import train_and_evaluate
+
+from .conftest import tiny_config
+
+SMALL = {"name": "phantom2d", "options": {"n_cases": 8, "size": 16}}
+
+
+def _script(monkeypatch, losses: list[float], fail_at: int | None = None) -> list[int]:
+    """Make ``RunContext.validate`` return ``losses[epoch - 1]`` (DSC 0.5); raise at epoch ``fail_at``."""
+    seen: list[int] = []
+
+    def validate(self, ids, epoch):
+        if epoch == fail_at:
+            raise KeyboardInterrupt(f"killed in epoch {epoch}")
+        seen.append(epoch)
+        return losses[epoch - 1], 0.5
+
+    monkeypatch.setattr(loop.RunContext, "validate", validate)
+    return seen
+
+
+def _log(run):
+    return list(csv.DictReader((run / "log.csv").open()))
+
+
+@pytest.mark.parametrize(("patience", "best", "stop"), [(2, 2, 4), (3, 5, 8), (1, 2, 3), (20, 5, 10)])
+def test_stops_after_patience_epochs_without_improvement(tmp_path, monkeypatch, patience, best, stop):
+    losses = [1.0, 0.5, 0.6, 0.7, 0.4, 0.9, 0.45, 0.41, 0.5, 0.6]
+    _script(monkeypatch, losses)
+    run = tmp_path / "run"
+    s = train_and_evaluate(tiny_config(epochs=10, patience=patience, dataset=SMALL), run, progress=False)
+    assert (s["best_epoch"], s["stop_epoch"], s["epochs"]) == (best, stop, 10)
+    assert s["stopped_early"] is (stop < 10)
+    assert [int(r["epoch"]) for r in _log(run)] == list(range(1, stop + 1))
+    assert s["best_val_loss"] == min(losses[:stop])
+    assert json.loads((run / "summary.json").read_text())["stop_epoch"] == stop
+
+
+def test_without_patience_every_epoch_runs(tmp_path, monkeypatch):
+    _script(monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.8])
+    s = train_and_evaluate(tiny_config(epochs=5, dataset=SMALL), tmp_path / "run", progress=False)
+    assert (s["best_epoch"], s["stop_epoch"], s["stopped_early"]) == (2, 5, False)
+
+
+def test_resumed_run_stops_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    losses = [1.0, 0.5, 0.6, 0.7, 0.4, 0.9, 0.45, 0.41, 0.5, 0.6]
+    cfg = tiny_config(epochs=10, patience=3, dataset=SMALL)
+    _script(monkeypatch, losses)
+    whole = train_and_evaluate(cfg, tmp_path / "whole", progress=False)
+    _script(monkeypatch, losses, fail_at=7)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "cut", progress=False)
+    seen = _script(monkeypatch, losses)
+    cut = train_and_evaluate(cfg, tmp_path / "cut", progress=False)
+    assert seen == [7, 8]  # resumed after epoch 6, stopped at 8
+    assert [cut[k] for k in ("best_epoch", "stop_epoch")] == [whole[k] for k in ("best_epoch", "stop_epoch")]
+    assert [r["train_loss"] for r in _log(tmp_path / "cut")] == [r["train_loss"] for r in _log(tmp_path / "whole")]
+
+
+def test_plateau_schedule_divides_lr_after_lr_patience_epochs(tmp_path, monkeypatch):
+    # best at epoch 2, then 3 epochs without improvement: with lr_patience 2 the rate drops after epoch 5
+    _script(monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
+    cfg = tiny_config(epochs=6, adam_schedule="plateau", lr_patience=2, lr=1e-3, dataset=SMALL)
+    train_and_evaluate(cfg, tmp_path / "run", progress=False)
+    lrs = [float(r["lr"]) for r in _log(tmp_path / "run")]
+    assert lrs[:5] == pytest.approx([1e-3] * 5) and lrs[5] == pytest.approx(1e-4)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["lr_patience"] == 2 and saved["adam_schedule"] == "plateau"
+
+
+@pytest.mark.parametrize(("over", "match"), [
+    ({"patience": 0}, "patience must be >= 1"),
+    ({"lr_patience": 3}, "lr_patience=3 applies only to scheme adam with adam_schedule plateau"),
+    ({"patience": "10"}, "patience must be int"),
+])
+def test_bad_patience_settings_are_refused(tmp_path, over, match):
+    with pytest.raises(ValueError, match=match):
+        train_and_evaluate(tiny_config(dataset=SMALL, **over), tmp_path / "run", progress=False)
+
+
+def test_run_folder_written_before_a_key_existed_is_still_the_same_run(tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config(epochs=1, dataset=SMALL)
+    train_and_evaluate(cfg, run, progress=False)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["patience"], saved["lr_patience"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert train_and_evaluate(cfg, run, progress=False)["status"] == "finished"
+    with pytest.raises(ValueError, match=r"different configuration \(patience: None -> 4"):
+        train_and_evaluate(tiny_config(epochs=1, dataset=SMALL, patience=4), run, progress=False)
