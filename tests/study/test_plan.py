@@ -149,3 +149,32 @@ def test_prepare_study_guards_shared_config(tmp_path):
     other = compare_plan({**BASE, "epochs": 5}, tmp_path, "dice", n_folds=2, validate=False)
     with pytest.raises(ValueError, match="epochs"):
         prepare_study(tmp_path, other, write_splits=False)
+
+
+def test_study_folder_continues_with_the_data_elsewhere_and_after_new_keys(tmp_path):
+    """A committed study folder is continued on a machine where the dataset has another path, and by a
+    version of the library that has configuration keys the folder's study.yaml predates."""
+    import yaml
+
+    here, there = tmp_path / "a" / "BUSI", tmp_path / "b" / "BUSI"
+    here.mkdir(parents=True)
+    there.mkdir(parents=True)
+    study = tmp_path / "study"
+    specs = compare_plan({**BASE, "dataset": {"path": str(here)}}, study, "dice", n_folds=2, validate=False)
+    prepare_study(study, specs, write_splits=False)
+    recorded = yaml.safe_load((study / "study.yaml").read_text())
+    assert recorded["dataset"]["path"] == "BUSI"
+    moved = compare_plan({**BASE, "dataset": {"path": str(there)}}, study, "dice", n_folds=2, validate=False)
+    prepare_study(study, moved, write_splits=False)
+    # a key the folder predates matches its default, not another value
+    del recorded["epochs"]
+    (study / "study.yaml").write_text(yaml.safe_dump(recorded))
+    with pytest.raises(ValueError, match="epochs"):
+        prepare_study(study, moved, write_splits=False)
+    recorded["epochs"] = 2
+    recorded.pop("patience", None)
+    (study / "study.yaml").write_text(yaml.safe_dump(recorded))
+    prepare_study(study, moved, write_splits=False)
+    with pytest.raises(ValueError, match="patience"):
+        prepare_study(study, compare_plan({**BASE, "dataset": {"path": str(there)}, "patience": 3}, study, "dice",
+                                          n_folds=2, validate=False), write_splits=False)

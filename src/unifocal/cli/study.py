@@ -210,6 +210,10 @@ def report(
     case: str | None = typer.Option(None, "--case", help="Case of Fig. 3."),
     lambda_axis: str = typer.Option("table2", "--lambda-axis", help="table2 (1 - λ) or eq20 (λ)."),
     fmt: list[str] = typer.Option(["png", "pdf"], "--format", help="Figure formats (repeatable)."),
+    paper: str | None = typer.Option(None, "--paper", help="Put the table beside the paper's: table3, table4, "
+                                     "table5, table2_delta, table2_gamma or table2_lambda."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the runs' dataset when its "
+                                          "recorded path is not on this machine (default $UNIFOCAL_DATA)."),
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), Wilcoxon tests and figures from the finished runs only."""
     from unifocal.study.report import make_report
@@ -217,7 +221,7 @@ def report(
     try:
         rep = make_report(runs_dir, out, unit=unit, reference=reference, include_background=include_background,
                           figures=figures, overlays=overlays, case_id=case, lambda_axis=lambda_axis,
-                          formats=tuple(fmt))
+                          formats=tuple(fmt), paper=paper, data_root=data_root)
     except ValueError as e:
         _fail(str(e))
         return

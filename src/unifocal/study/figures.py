@@ -5,6 +5,8 @@
 * :func:`sensitivity_figure`: DSC / precision / recall against δ, γ and λ (tuning grids) with CI bands.
 * :func:`learning_curves_figure`: training and validation loss and validation DSC per epoch, one line
   per run (fold) of an arm, from each run's ``log.csv``.
+* :func:`fold_learning_curves_figure`: validation loss (relative to its first epoch) and validation
+  DSC per epoch of every arm on one fold, the best epoch (lowest validation loss) marked.
 * :func:`overlay_figure`: the paper's Fig. 3, one case's segmentation by each loss beside the ground
   truth, with contours and a magnified inset, from the runs' saved ``predictions/``.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "fig2_components",
     "fig2_loss_curves",
     "find_sweeps",
+    "fold_learning_curves_figure",
     "learning_curves_figure",
     "overlay_figure",
     "read_prediction",
@@ -246,6 +249,43 @@ def learning_curves_figure(arm: Arm, out_stem: str | Path, title: str | None = N
     a2.legend(fontsize=7)
     a2.grid(alpha=0.3)
     fig.suptitle(title or arm.name)
+    fig.tight_layout()
+    return save_figure(fig, out_stem, formats)
+
+
+def fold_learning_curves_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[str, str], fold: int,
+                                out_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Every arm's learning curves on one fold: validation loss / its epoch-1 value (left; the losses
+    have different scales) and validation DSC (right), a dot at the best epoch (lowest validation loss).
+
+    Returns:
+        The written paths (empty when no arm has a ``log.csv`` for ``fold``).
+    """
+    logs = {n: arms[n].runs[fold].run_dir / "log.csv" for n in order
+            if fold in arms[n].runs and (arms[n].runs[fold].run_dir / "log.csv").is_file()}
+    if not logs:
+        return []
+    fig = Figure(figsize=(11, 4.2))
+    a1, a2 = fig.subplots(1, 2)
+    for i, (name, p) in enumerate(logs.items()):
+        log = _read_log(p)
+        ep, vl, dsc = log["epoch"], np.asarray(log["val_loss"]), log["val_dsc"]
+        rel = vl / vl[0] if vl[0] else vl
+        b = int(np.nanargmin(vl))
+        c = f"C{i % 10}"
+        a1.plot(ep, rel, color=c, label=titles.get(name, name))
+        a1.plot([ep[b]], [rel[b]], "o", color=c, ms=4)
+        a2.plot(ep, dsc, color=c, label=titles.get(name, name))
+        a2.plot([ep[b]], [dsc[b]], "o", color=c, ms=4)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("validation loss / epoch-1 value")
+    a1.grid(alpha=0.3)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("validation DSC")
+    a2.set_ylim(0, 1)
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Learning curves, fold {fold} (dot: best epoch, the selected model)")
     fig.tight_layout()
     return save_figure(fig, out_stem, formats)
 

@@ -361,10 +361,31 @@ _STUDY_FILE = "study.yaml"
 
 
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared part of a run configuration. A dataset folder is recorded by its name, not its path,
+    so that a study folder (e.g. a committed results store) can be continued on a machine where the
+    data lives elsewhere."""
     c = copy.deepcopy(dict(cfg))
     for k in ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions"):
         c.pop(k, None)
+    ds = c.get("dataset")
+    if isinstance(ds, dict) and ds.get("path"):
+        c["dataset"] = {**ds, "path": Path(str(ds["path"])).name}
     return c
+
+
+def _study_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ; a key missing from ``old`` (recorded before the key existed) matches
+    its default value."""
+    from unifocal.training.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k not in old and k in defaults and new.get(k) == defaults[k]:
+            continue
+        if old.get(k) != new.get(k):
+            out.append(k)
+    return out
 
 
 def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: bool = True) -> Path | None:
@@ -396,12 +417,14 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
     f = root / _STUDY_FILE
     if f.exists():
         old = yaml.safe_load(f.read_text()) or {}
-        if old != json.loads(json.dumps(shared)):
-            diff = sorted(k for k in set(old) | set(shared) if old.get(k) != shared.get(k))
+        diff = _study_differences(old, json.loads(json.dumps(shared)))
+        if diff:
             raise ValueError(f"{root} already holds a study with a different configuration (keys {diff}); "
                              "use another output folder")
     else:
-        f.write_text(yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))
+        from unifocal._atomic import atomic_write_text
+
+        atomic_write_text(f, yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))
     if not write_splits:
         return None
     from unifocal.data import get_splits, load_dataset

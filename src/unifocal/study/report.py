@@ -9,7 +9,16 @@ folder whose ``summary.json`` says ``finished`` (whichever runner wrote it), and
 * ``figures/fig2_loss_curves.{png,pdf}``, ``figures/sensitivity_<class>.{png,pdf}`` (tuning grids),
   ``figures/learning_curves/<arm>.{png,pdf}``, ``figures/fig3_overlay.{png,pdf}`` (when the runs saved
   predictions and the dataset can be read);
+* ``convergence.md``: every run's best and stopping epochs and the last-quarter gain of its best
+  validation DSC (:mod:`unifocal.study.convergence`), and
+  ``figures/learning_curves_fold<k>.{png,pdf}``: every arm's curves on the first fold all arms have;
+* ``paper.md`` (with ``paper``): the table beside one of the paper's published tables
+  (:mod:`unifocal.study.paper`);
 * ``report.md`` and ``report.html``: one page with the tables and figures.
+
+Fig. 3 needs the dataset: a run's ``dataset.path`` that does not exist on this machine (a study
+continued or reported elsewhere) is looked up as ``<data_root>/<folder name>``, ``data_root``
+defaulting to the ``UNIFOCAL_DATA`` environment variable.
 """
 
 from __future__ import annotations
@@ -20,9 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unifocal._atomic import atomic_write_text
+from unifocal.study.convergence import convergence_markdown, convergence_rows
 from unifocal.study.figures import (
     fig2_loss_curves,
     find_sweeps,
+    fold_learning_curves_figure,
     learning_curves_figure,
     overlay_figure,
     sensitivity_figure,
@@ -47,6 +59,7 @@ class Report:
         notes: what was skipped and why.
         n_runs: finished runs read.
         wall_time_s: the sum of the runs' ``wall_time_s`` (as written by training).
+        extra: further Markdown sections by name (``convergence``, ``paper``).
     """
 
     out_dir: Path
@@ -58,13 +71,23 @@ class Report:
     notes: list[str] = field(default_factory=list)
     n_runs: int = 0
     wall_time_s: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
 
 
-def _dataset_of(config: dict[str, Any]) -> Any:
+def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> Any:
+    import os
+
     from unifocal.data import load_dataset
 
     ds = dict(config.get("dataset") or {})
     src = ds.get("path") or ds.get("name")
+    root = data_root if data_root is not None else os.environ.get("UNIFOCAL_DATA")
+    if ds.get("path") and not Path(ds["path"]).exists() and root:
+        moved = Path(root) / Path(ds["path"]).name
+        if not moved.exists():
+            raise ValueError(f"dataset {ds['path']} of the runs is not on this machine, nor at {moved}; "
+                             f"pass the folder holding it as data_root (--data-root)")
+        src = str(moved)
     return load_dataset(src, layout=ds.get("layout"), **(ds.get("options") or {}))
 
 
@@ -72,7 +95,7 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                 reference: str | None = None, include_background: bool = False,
                 figures: bool = True, overlays: bool = True, case_id: str | None = None,
                 lambda_axis: str = "table2", formats: Sequence[str] = ("png", "pdf"),
-                digits: int = 3) -> Report:
+                digits: int = 3, paper: str | None = None, data_root: str | Path | None = None) -> Report:
     """Write the tables, figures and report page of the finished runs under ``runs_dir``.
 
     Args:
@@ -87,6 +110,9 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
         lambda_axis: λ axis of the sensitivity plot, ``"table2"`` (paper's column) or ``"eq20"``.
         formats: figure formats.
         digits: printed decimals.
+        paper: a key of :data:`unifocal.study.paper.PAPER_TABLES` (e.g. ``table3``) to put beside.
+        data_root: where to look for a dataset whose recorded path is not on this machine
+            (default: the ``UNIFOCAL_DATA`` environment variable).
 
     Returns:
         A :class:`Report`.
@@ -104,8 +130,22 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                         digits=digits)
     rep = Report(out, table, write_tables(table, out, "table"), n_runs=len(runs),
                  wall_time_s=float(sum(float(r.summary.get("wall_time_s") or 0.0) for r in runs)))
+    conv = convergence_rows(arms, table.rows)
+    rep.extra["convergence"] = convergence_markdown(conv, table.titles)
+    atomic_write_text(out / "convergence.md", rep.extra["convergence"])
+    if paper is not None:
+        from unifocal.study.paper import paper_comparison
+
+        rep.extra["paper"] = paper_comparison(table, arms, paper)[0]
+        atomic_write_text(out / "paper.md", rep.extra["paper"])
     figs = out / "figures"
     if figures:
+        folds = sorted(set.intersection(*(set(a.runs) for a in arms.values())))
+        if folds:
+            p = fold_learning_curves_figure(arms, table.rows, table.titles, folds[0],
+                                            figs / f"learning_curves_fold{folds[0]}", formats)
+            if p:
+                rep.figures[f"curves_fold{folds[0]}"] = p
         rep.figures["fig2"] = fig2_loss_curves(figs / "fig2_loss_curves", formats=formats)
         if find_sweeps(arms):
             for c in table.classes:
@@ -117,7 +157,7 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                 rep.figures[f"learning_curves/{name}"] = p
         if overlays:
             try:
-                dataset = _dataset_of(runs[0].config)
+                dataset = _dataset_of(runs[0].config, data_root)
                 p = overlay_figure(arms, table.rows, table.titles, dataset, figs / "fig3_overlay",
                                    case_id=case_id, formats=formats)
                 if p:
@@ -152,9 +192,15 @@ def _write_pages(rep: Report, runs_dir: Path) -> None:
             f"<p>{html.escape(compute)}</p>", "<h2>Results</h2>",
             t.to_html()]
     md += ["Files: " + ", ".join(f"[{k}]({_rel(v, out)})" for k, v in rep.tables.items()), ""]
+    for key, title in (("paper", "Beside the paper"), ("convergence", "Convergence of every run")):
+        if key in rep.extra:
+            md += [f"## {title}", "", rep.extra[key]]
+            body += [f"<h2>{html.escape(title)}</h2>", f"<pre>{html.escape(rep.extra[key])}</pre>"]
     sections = [("fig2", "Fig. 2: loss components against the probability of the true class"),
                 *[(k, f"Sensitivity ({k.split('_', 1)[1]})") for k in rep.figures if k.startswith("sensitivity_")],
                 ("fig3", "Fig. 3: segmentations per loss"),
+                *[(k, f"Learning curves of every loss, fold {k[len('curves_fold'):]}")
+                  for k in rep.figures if k.startswith("curves_fold")],
                 *[(k, f"Learning curves: {t.titles.get(k.split('/', 1)[1], k)}")
                   for k in rep.figures if k.startswith("learning_curves/")]]
     for key, title in sections:

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The converged real-data studies of docs/results.md ("The study, converged"), on a CPU machine.
+#
+#   UNIFOCAL_DATA=/path/to/data bash scripts/reproduce_converged_study.sh [STAGE...]
+#
+# Results go to the committed results store results/<study>/ (override the root with RESULTS); each run
+# folder keeps its small files in git (config.yaml, split.json, log.csv, metrics_per_case.csv,
+# summary.json), never its checkpoints. Finished runs are never recomputed, an interrupted run restarts
+# (or resumes where its checkpoint is still on disk), so the script can be run again in several sittings,
+# on different machines. Stages, in the order they run by default:
+#   busi_fold0   BUSI, the paper's seven losses, fold 0 (the learning curves)
+#   busi         BUSI, the paper's seven losses, all 5 folds
+#   busi_delta   BUSI, the delta sweep of Table 2 (gamma = 0, lambda = 0.5), fold 0
+# WORKERS (default 2) runs that many trainings side by side, one torch thread each.
+set -euo pipefail
+: "${UNIFOCAL_DATA:?set UNIFOCAL_DATA to the folder holding BUSI/ and MSD_Task04_Hippocampus/}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="${RESULTS:-$here/results}"
+workers="${WORKERS:-2}"
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(busi_fold0 busi busi_delta)
+mkdir -p "$root"
+
+timed() {  # name, command...
+    local name=$1; shift
+    local start; start=$(date +%s)
+    "$@"
+    echo "$name $(( $(date +%s) - start )) s ($(date -u +%FT%TZ), $(nproc) cores)" >> "$root/times.txt"
+}
+
+busi=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^(benign|malignant)_'
+      --config "$here/configs/busi_converged.yaml" --folds 5 --scheme adam --workers "$workers")
+
+for stage in "${stages[@]}"; do
+    case "$stage" in
+        busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --out "$root/busi" ;;
+        busi) timed busi unifocal study compare "${busi[@]}" --losses paper --out "$root/busi" ;;
+        busi_delta) timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
+                        --splits-dir "$root/busi" --out "$root/busi_delta" ;;
+        *) echo "unknown stage $stage (busi_fold0, busi, busi_delta)" >&2; exit 2 ;;
+    esac
+done
