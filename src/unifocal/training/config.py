@@ -24,6 +24,7 @@ Keys (YAML; command-line flags override, see ``docs/training.md``)::
     patience: null        # early stopping: stop when the validation loss has not improved for this
                           # many epochs (epochs is then the maximum); null: run all epochs
     lr_patience: null     # plateau schedule: epochs without improvement before lr x 0.1 (default 10)
+    diagnostics: false    # per-epoch gradient norms per block and predicted class balance (diagnostics.csv)
     save_predictions: false
     splits_dir: null      # folder of splits.json (default: the run folder; the folds are a pure
                           # function of the case ids, n_folds and split_seed, so runs agree anyway)
@@ -75,6 +76,7 @@ class TrainConfig:
     adam_schedule: str = "cosine"
     patience: int | None = None
     lr_patience: int | None = None
+    diagnostics: bool = False
     save_predictions: bool = False
     splits_dir: str | None = None
     channels_last: bool = False
@@ -90,7 +92,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
     "augment": (bool,), "overlap": (float, int), "lr": (float, int), "adam_schedule": (str,),
     "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
-    "patience": (int,), "lr_patience": (int,),
+    "patience": (int,), "lr_patience": (int,), "diagnostics": (bool,),
 }
 
 

@@ -154,6 +154,11 @@ class RunContext:
         use_scaler = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.run_dir = run_dir
+        self.diagnostics = None
+        if cfg.diagnostics:
+            from unifocal.training.diagnostics import Diagnostics
+
+            self.diagnostics = Diagnostics(self.model)
 
     # -- data ---------------------------------------------------------------------------------
     def train_loader(self, ids: list[str], epoch: int) -> Any:
@@ -210,8 +215,13 @@ class RunContext:
                     f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {b}{keep}. "
                     f"Lower the learning rate (lr), disable amp, or check the data of this batch.")
             self.scaler.scale(loss).backward()
+            if self.diagnostics is not None:
+                self.scaler.unscale_(opt)
+                self.diagnostics.after_backward()
             self.scaler.step(opt)
             self.scaler.update()
+            if self.diagnostics is not None:
+                self.diagnostics.after_step()
             total += float(loss.detach())
             n_batches += 1
             n_images += x.shape[0]
@@ -243,6 +253,8 @@ class RunContext:
                 raise NonFiniteLossError(f"non-finite validation loss ({loss.item()}) at epoch {epoch}, "
                                          f"validation case {cid}. Lower the learning rate or disable amp.")
             losses.append(float(loss))
+            if self.diagnostics is not None:
+                self.diagnostics.on_validation_case(logits, y[0])
             pred = hard_prediction(logits)[0].cpu()
             m = case_metrics(pred, torch.as_tensor(np.asarray(case.label, dtype=np.int64)), classes)
             dscs.append(float(np.mean([m[c]["dsc"] for c in classes])))
@@ -381,6 +393,7 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
     ckpt_dir = run_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
     history: list[dict[str, Any]] = []
+    diag_history: list[dict[str, Any]] = []
     start_epoch, best_loss, best_epoch, wall = 0, math.inf, 0, 0.0
     spec = model_spec(cfg, ctx.dataset)
     if last_path.exists():
@@ -392,6 +405,7 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
             ctx.scaler.load_state_dict(st["scaler"])
         start_epoch, best_loss, best_epoch = st["epoch"], st["best_val_loss"], st["best_epoch"]
         history, wall = list(st["history"]), float(st["wall_time_s"])
+        diag_history = list(st.get("diagnostics") or [])
         set_rng_state(st["rng"])
         _write_log(run_dir / "log.csv", history)
 
@@ -421,6 +435,8 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dsc": val_dsc,
                    "lr": lr, "seconds": round(dt, 3)}
             history.append(row)
+            if ctx.diagnostics is not None:
+                diag_history.append(ctx.diagnostics.end_epoch(epoch))
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
                 save_checkpoint(best_path, {"model": ctx.model.state_dict(), "epoch": epoch, "val_loss": val_loss,
@@ -429,8 +445,11 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
                 "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
                 "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
                 "epoch": epoch, "best_val_loss": best_loss, "best_epoch": best_epoch, "history": history,
-                "wall_time_s": wall, "rng": get_rng_state(), "spec": spec, "config": cfg_dict})
+                "wall_time_s": wall, "rng": get_rng_state(), "spec": spec, "config": cfg_dict,
+                "diagnostics": diag_history})
             _write_log(run_dir / "log.csv", history)
+            if ctx.diagnostics is not None:
+                atomic_write_csv(run_dir / "diagnostics.csv", diag_history, ctx.diagnostics.fields())
             for k in ("train_loss", "val_loss", "val_dsc", "lr"):
                 writer.add_scalar(k, row[k], epoch)
             writer.flush()
