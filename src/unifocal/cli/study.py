@@ -201,27 +201,31 @@ def tune(
 def report(
     runs_dir: Path = typer.Argument(..., help="Study folder with run folders."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default RUNS_DIR/report)."),
-    unit: str = typer.Option("folds", "--unit", help="CI unit: folds (per-fold means, as the paper) or cases."),
+    unit: str | None = typer.Option(None, "--unit", help="CI unit: folds (per-fold means, as the paper; "
+                                    "default) or cases."),
     reference: str | None = typer.Option(None, "--reference", help="Arm or loss for the Wilcoxon tests "
                                          "(default: Unified Focal at δ=0.6, γ=0.2, λ=0.5)."),
-    include_background: bool = typer.Option(False, "--include-background"),
+    include_background: bool | None = typer.Option(None, "--include-background/--no-include-background"),
     figures: bool = typer.Option(True, "--figures/--no-figures"),
     overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Fig. 3 (needs saved predictions)."),
     case: str | None = typer.Option(None, "--case", help="Case of Fig. 3."),
-    lambda_axis: str = typer.Option("table2", "--lambda-axis", help="table2 (1 - λ) or eq20 (λ)."),
-    fmt: list[str] = typer.Option(["png", "pdf"], "--format", help="Figure formats (repeatable)."),
+    lambda_axis: str | None = typer.Option(None, "--lambda-axis", help="table2 (1 - λ; default) or eq20 (λ)."),
+    fmt: list[str] | None = typer.Option(None, "--format", help="Figure formats (repeatable; default png and "
+                                         "pdf)."),
     paper: str | None = typer.Option(None, "--paper", help="Put the table beside the paper's: table3, table4, "
                                      "table5, table2_delta, table2_gamma or table2_lambda."),
     data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the runs' dataset when its "
                                           "recorded path is not on this machine (default $UNIFOCAL_DATA)."),
 ) -> None:
-    """Tables (Markdown, CSV, LaTeX), Wilcoxon tests and figures from the finished runs only."""
+    """Tables (Markdown, CSV, LaTeX), Wilcoxon tests and figures from the finished runs only.
+
+    Options not given come from RUNS_DIR/report.yaml when the study folder has one."""
     from unifocal.study.report import make_report
 
     try:
         rep = make_report(runs_dir, out, unit=unit, reference=reference, include_background=include_background,
                           figures=figures, overlays=overlays, case_id=case, lambda_axis=lambda_axis,
-                          formats=tuple(fmt), paper=paper, data_root=data_root)
+                          formats=tuple(fmt) if fmt else None, paper=paper, data_root=data_root)
     except ValueError as e:
         _fail(str(e))
         return

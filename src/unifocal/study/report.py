@@ -42,7 +42,7 @@ from unifocal.study.figures import (
 from unifocal.study.results import collect_runs, group_arms
 from unifocal.study.tables import ResultTable, build_table, write_tables
 
-__all__ = ["Report", "make_report"]
+__all__ = ["REPORT_SETTINGS_FILE", "Report", "make_report", "report_settings"]
 
 
 @dataclass
@@ -91,12 +91,48 @@ def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> 
     return load_dataset(src, layout=ds.get("layout"), **(ds.get("options") or {}))
 
 
-def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit: str = "folds",
-                reference: str | None = None, include_background: bool = False,
+REPORT_SETTINGS_FILE = "report.yaml"
+_SETTINGS = {"unit": "folds", "reference": None, "include_background": False, "case_id": None,
+             "lambda_axis": "table2", "formats": ("png", "pdf"), "paper": None}
+
+
+def report_settings(runs_dir: str | Path) -> dict[str, Any]:
+    """The study's own report settings: ``<runs_dir>/report.yaml`` (keys of :func:`make_report`: ``unit``,
+    ``reference``, ``include_background``, ``case_id``, ``lambda_axis``, ``formats``, ``paper``) over
+    the defaults. A committed study folder carries it, so that ``unifocal study report <folder>``
+    rebuilds its committed tables and figures with no further option.
+
+    Raises:
+        ValueError: for an unreadable file or an unknown key.
+    """
+    import yaml
+
+    out = dict(_SETTINGS)
+    f = Path(runs_dir) / REPORT_SETTINGS_FILE
+    if f.is_file():
+        try:
+            data = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{f} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{f} must hold a mapping of report settings")
+        bad = sorted(set(data) - set(_SETTINGS))
+        if bad:
+            raise ValueError(f"{f}: unknown report setting(s) {bad}; allowed: {', '.join(_SETTINGS)}")
+        out.update(data)
+    out["formats"] = tuple(out["formats"])
+    return out
+
+
+def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit: str | None = None,
+                reference: str | None = None, include_background: bool | None = None,
                 figures: bool = True, overlays: bool = True, case_id: str | None = None,
-                lambda_axis: str = "table2", formats: Sequence[str] = ("png", "pdf"),
+                lambda_axis: str | None = None, formats: Sequence[str] | None = None,
                 digits: int = 3, paper: str | None = None, data_root: str | Path | None = None) -> Report:
     """Write the tables, figures and report page of the finished runs under ``runs_dir``.
+
+    Settings left ``None`` come from the study's ``report.yaml`` (:func:`report_settings`), else from
+    the defaults named below.
 
     Args:
         runs_dir: the study folder (searched recursively for finished run folders).
@@ -121,6 +157,12 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
         ValueError: if there is no finished run, or for invalid options.
     """
     runs_dir = Path(runs_dir)
+    st = report_settings(runs_dir)
+    given = {"unit": unit, "reference": reference, "include_background": include_background, "case_id": case_id,
+             "lambda_axis": lambda_axis, "formats": formats, "paper": paper}
+    st.update({k: v for k, v in given.items() if v is not None})
+    unit, reference, include_background, case_id = st["unit"], st["reference"], st["include_background"], st["case_id"]
+    lambda_axis, formats, paper = st["lambda_axis"], tuple(st["formats"]), st["paper"]
     runs = collect_runs(runs_dir)
     if not runs:
         raise ValueError(f"no finished run folder (summary.json with status finished) under {runs_dir}")
