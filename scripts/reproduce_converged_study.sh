@@ -10,6 +10,8 @@
 # on different machines. Stages, in the order they run by default:
 #   busi_fold0   BUSI, the paper's seven losses, fold 0 (the learning curves)
 #   busi         BUSI, the paper's seven losses, all 5 folds
+#   sgd_recipe   BUSI, the paper's SGD recipe as printed, Unified Focal and Dice, fold 0, with diagnostics
+#   hippocampus  Hippocampus 3D, the paper's seven losses, fold 0
 #   busi_delta   BUSI, the delta sweep of Table 2 (gamma = 0, lambda = 0.5), fold 0
 # WORKERS (default 2) runs that many trainings side by side, one torch thread each.
 set -euo pipefail
@@ -18,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 root="${RESULTS:-$here/results}"
 workers="${WORKERS:-2}"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(busi_fold0 busi busi_delta)
+[ ${#stages[@]} -gt 0 ] || stages=(busi_fold0 busi sgd_recipe hippocampus busi_delta)
 mkdir -p "$root"
 
 timed() {  # name, command...
@@ -28,15 +30,27 @@ timed() {  # name, command...
     echo "$name $(( $(date +%s) - start )) s ($(date -u +%FT%TZ), $(nproc) cores)" >> "$root/times.txt"
 }
 
-busi=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^(benign|malignant)_'
-      --config "$here/configs/busi_converged.yaml" --folds 5 --scheme adam --workers "$workers")
+busi_data=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^(benign|malignant)_' --folds 5)
+busi=("${busi_data[@]}" --config "$here/configs/busi_converged.yaml" --scheme adam --workers "$workers")
+hippocampus=(--dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" --config "$here/configs/hippocampus_converged.yaml"
+             --folds 5 --scheme adam --workers "$workers")
 
 for stage in "${stages[@]}"; do
     case "$stage" in
         busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --out "$root/busi" ;;
         busi) timed busi unifocal study compare "${busi[@]}" --losses paper --out "$root/busi" ;;
+        sgd_recipe) timed sgd_recipe unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe.yaml" \
+                        --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
+                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe" ;;
+        hippocampus) timed hippocampus unifocal study compare "${hippocampus[@]}" --losses paper --fold 0 \
+                         --out "$root/hippocampus" ;;
         busi_delta) timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
                         --splits-dir "$root/busi" --out "$root/busi_delta" ;;
-        *) echo "unknown stage $stage (busi_fold0, busi, busi_delta)" >&2; exit 2 ;;
+        *) echo "unknown stage $stage (busi_fold0, busi, sgd_recipe, hippocampus, busi_delta)" >&2; exit 2 ;;
     esac
 done
+# the reports of the committed store (settings in each study's report.yaml)
+for study in "$root"/*/; do
+    [ -f "$study/report.yaml" ] && unifocal study report "$study"
+done
+true
