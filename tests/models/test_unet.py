@@ -73,3 +73,36 @@ def test_get_model_by_name():
     outs = d(torch.zeros(1, 1, 16, 16, 16))
     assert isinstance(outs, list) and len(outs) == 3 and outs[0].shape == (1, 2, 16, 16, 16)
     assert d.eval()(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 2, 16, 16, 16)
+
+
+def test_he_init_is_the_papers_gaussian_and_keeps_the_signal_alive():
+    """init='he': weights ~ N(0, 2/fan_in), zero biases (Ronneberger et al.); without normalisation the
+    signal reaching the bottleneck keeps its scale, where PyTorch's default shrinks it by orders of magnitude."""
+    import math
+
+    from unifocal.models import get_model
+
+    torch.manual_seed(0)
+    he = get_model("unet", 2, 1, 2, base_filters=16, init="he")
+    w = he.down[2][0].weight.detach()  # 3x3 conv of level 2: fan_in = 32 * 9
+    fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+    assert float(w.std()) == pytest.approx(math.sqrt(2.0 / fan_in), rel=0.05)
+    assert float(w.mean()) == pytest.approx(0.0, abs=0.01 * math.sqrt(2.0 / fan_in))
+    assert all(float(m.bias.abs().max()) == 0.0 for m in he.modules() if isinstance(m, torch.nn.Conv2d))
+    torch.manual_seed(0)
+    default = get_model("unet", 2, 1, 2, base_filters=16)
+    x = torch.randn(2, 1, 64, 64)
+
+    def bottleneck_rms(net):
+        out = {}
+        h = net.down[net.depth].register_forward_hook(lambda m, i, o: out.setdefault("o", o))
+        with torch.no_grad():
+            net(x)
+        h.remove()
+        return float(out["o"].pow(2).mean().sqrt())
+
+    rms_he, rms_default = bottleneck_rms(he), bottleneck_rms(default)
+    assert 0.1 < rms_he < 10.0
+    assert rms_default < rms_he / 100
+    with pytest.raises(ValueError, match="init must be None"):
+        get_model("unet", 2, 1, 2, init="xavier")

@@ -24,6 +24,15 @@ the inference code, which is numerically safer than a softmax layer inside the n
 Normalisation is optional (``norm=None | "batch" | "instance"``; the 2D paper has none, the 3D
 paper uses batch normalisation).
 
+Initialisation (``init``): ``None`` (default) keeps PyTorch's layer defaults (Kaiming-uniform with
+``a = √5``, weight variance ``1 / (3·fan_in)``); ``"he"`` draws every convolution and transposed
+convolution weight from a Gaussian with standard deviation ``√(2 / fan_in)`` and zeroes the biases,
+which is the initialisation of the 2D U-Net paper ("a Gaussian distribution with a standard deviation
+of √(2/N), where N denotes the number of incoming nodes of one neuron"; ``fan_in`` as PyTorch
+computes it). Without normalisation layers the default shrinks the signal by about 6× in variance per
+convolution + ReLU, so the deep levels of an un-normalised U-Net receive almost no gradient; the
+measurements are in ``docs/results.md`` (the SGD recipe).
+
 Deep supervision: with ``deep_supervision=True`` a 1x1 auxiliary head is attached to the output of
 each of the ``ds_levels`` lowest-resolution-but-one decoder levels. In training mode ``forward``
 returns a list ``[full_resolution, 1/2, 1/4, ...]`` (full resolution first, as
@@ -97,8 +106,10 @@ class UNet(nn.Module):
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 2,
                  base_filters: int = 64, depth: int = 4, norm: str | None = None,
                  deep_supervision: bool = False, ds_levels: int | None = None,
-                 style: str = "ronneberger") -> None:
+                 style: str = "ronneberger", init: str | None = None) -> None:
         super().__init__()
+        if init not in (None, "he"):
+            raise ValueError(f"init must be None (PyTorch's defaults) or 'he', got {init!r}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         if norm not in _NORMS:
@@ -151,6 +162,12 @@ class UNet(nn.Module):
         self.aux_heads = nn.ModuleList(
             conv(dec_out[depth - 1 - k], out_channels, 1) for k in range(1, ds_levels + 1)
         ) if deep_supervision else nn.ModuleList()
+        if init == "he":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
     @property
     def divisor(self) -> int:
@@ -180,18 +197,19 @@ class UNet(nn.Module):
 
 
 def unet2d(in_channels: int = 1, out_channels: int = 2, base_filters: int = 64, depth: int = 4,
-           norm: str | None = None, deep_supervision: bool = False, ds_levels: int | None = None) -> UNet:
+           norm: str | None = None, deep_supervision: bool = False, ds_levels: int | None = None,
+           init: str | None = None) -> UNet:
     """The Ronneberger 2D U-Net (64 -> 1024 filters, 4 poolings by default; same padding)."""
     return UNet(2, in_channels, out_channels, base_filters, depth, norm, deep_supervision, ds_levels,
-                style="ronneberger")
+                style="ronneberger", init=init)
 
 
 def unet3d(in_channels: int = 1, out_channels: int = 2, base_filters: int = 32, depth: int = 3,
            norm: str | None = "batch", deep_supervision: bool = False,
-           ds_levels: int | None = None) -> UNet:
+           ds_levels: int | None = None, init: str | None = None) -> UNet:
     """The Çiçek 3D U-Net (32-64 ... 256-512 filters, 3 poolings, batch norm by default; same padding)."""
     return UNet(3, in_channels, out_channels, base_filters, depth, norm, deep_supervision, ds_levels,
-                style="cicek")
+                style="cicek", init=init)
 
 
 def count_parameters(model: nn.Module) -> int:
