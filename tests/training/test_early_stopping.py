@@ -99,3 +99,16 @@ def test_run_folder_written_before_a_key_existed_is_still_the_same_run(tmp_path)
     assert train_and_evaluate(cfg, run, progress=False)["status"] == "finished"
     with pytest.raises(ValueError, match=r"different configuration \(patience: None -> 4"):
         train_and_evaluate(tiny_config(epochs=1, dataset=SMALL, patience=4), run, progress=False)
+
+
+def test_stop_after_ends_a_longer_schedule_and_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    losses = [1.0 - 0.1 * e for e in range(10)]
+    cfg = tiny_config(epochs=10, scheme="sgd", lr=0.01, dataset=SMALL)
+    _script(monkeypatch, losses, fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "run", progress=False)  # interrupted, no stop_after
+    _script(monkeypatch, losses)
+    s = train_and_evaluate({**cfg, "stop_after": 4}, tmp_path / "run", progress=False)
+    assert (s["stop_epoch"], s["epochs"], s["stopped_early"]) == (4, 10, True)
+    lrs = [float(r["lr"]) for r in _log(tmp_path / "run")]
+    assert lrs == pytest.approx([0.01 * (1 - e / 10) ** 0.9 for e in range(4)])  # the 10-epoch poly schedule

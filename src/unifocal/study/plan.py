@@ -365,7 +365,7 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     so that a study folder (e.g. a committed results store) can be continued on a machine where the
     data lives elsewhere."""
     c = copy.deepcopy(dict(cfg))
-    for k in ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions"):
+    for k in ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions", "stop_after"):
         c.pop(k, None)
     ds = c.get("dataset")
     if isinstance(ds, dict) and ds.get("path"):

@@ -24,6 +24,8 @@ Keys (YAML; command-line flags override, see ``docs/training.md``)::
     patience: null        # early stopping: stop when the validation loss has not improved for this
                           # many epochs (epochs is then the maximum); null: run all epochs
     lr_patience: null     # plateau schedule: epochs without improvement before lr x 0.1 (default 10)
+    stop_after: null      # train at most this many epochs of the schedule (which still runs over
+                          # `epochs`); not part of the run-folder guard
     diagnostics: false    # per-epoch gradient norms per block and predicted class balance (diagnostics.csv)
     save_predictions: false
     splits_dir: null      # folder of splits.json (default: the run folder; the folds are a pure
@@ -76,6 +78,7 @@ class TrainConfig:
     adam_schedule: str = "cosine"
     patience: int | None = None
     lr_patience: int | None = None
+    stop_after: int | None = None
     diagnostics: bool = False
     save_predictions: bool = False
     splits_dir: str | None = None
@@ -92,7 +95,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
     "augment": (bool,), "overlap": (float, int), "lr": (float, int), "adam_schedule": (str,),
     "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
-    "patience": (int,), "lr_patience": (int,), "diagnostics": (bool,),
+    "patience": (int,), "lr_patience": (int,), "diagnostics": (bool,), "stop_after": (int,),
 }
 
 
@@ -258,7 +261,7 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
         raise ValueError(f"adam_schedule must be 'cosine' or 'plateau', got {data['adam_schedule']!r}")
     if data["device"] not in ("auto", "cpu", "cuda") and not str(data["device"]).startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu or cuda, got {data['device']!r}")
-    for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch", "patience", "lr_patience"):
+    for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch", "patience", "lr_patience", "stop_after"):
         if data[k] is not None and data[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {data[k]}")
     if data["n_folds"] < 2:

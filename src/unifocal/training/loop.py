@@ -18,6 +18,10 @@ Epochs and batches are numbered from 1 in logs and messages. Per epoch ``e``:
    ``log.csv`` (rewritten from the history held in ``last.pt``, so the two never disagree), each
    written atomically; TensorBoard scalars.
 
+``stop_after`` N ends training after epoch N of a schedule that still runs over ``epochs`` (a run
+stopped to save time once its course is clear); it is not part of the configuration guard, so an
+interrupted run can be resumed with one. ``summary.json`` says ``stopped_early`` for it too.
+
 Early stopping: with ``patience`` P, training stops after epoch ``e`` when the validation loss has not
 improved for P epochs (``e - best_epoch >= P``); ``epochs`` is then the maximum. ``summary.json``
 records ``best_epoch`` and ``stop_epoch`` (the last epoch trained) in every case.
@@ -308,7 +312,7 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:
     d = dict(d)
-    for k in ("device", "num_workers", "amp", "save_predictions"):
+    for k in ("device", "num_workers", "amp", "save_predictions", "stop_after"):
         d.pop(k, None)
     return d
 
@@ -422,7 +426,8 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
 
     stop_epoch = start_epoch
     try:
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        last_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, cfg.stop_after)
+        for epoch in range(start_epoch + 1, last_epoch + 1):
             if patience_exhausted(epoch - 1):
                 break  # resumed after the stopping epoch
             t0 = time.perf_counter()
