@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from unifocal.losses import available_losses, get_loss
-from unifocal.losses._core import fused_path
+from unifocal.losses._core import check_common, evaluate, prepare, reduce
+
+
+def _autograd(loss, x, y):
+    """The same loss through the plain autograd path (the reference of the fused path)."""
+    fn = type(loss).functional
+    params = {k: getattr(loss, k) for k in loss.parameter_names}
+    common = check_common({k: getattr(loss, k) for k in loss.common_names})
+    prep = prepare(x, y, common)
+    return reduce(evaluate(prep, fn.terms(prep, **params)), common["reduction"])
 
 CASES = {
     "binary": ((3, 2, 9, 7), {}),
@@ -19,6 +28,19 @@ CASES = {
 PARAMS = {"focal": {"alpha": [0.2, 0.5, 0.9, 0.4]}, "cross_entropy": {"weight": [0.3, 1.2, 2.0, 0.0]},
           "unified_focal": {"delta": [0.3, 0.8, 0.6, 0.7]}, "symmetric_unified_focal": {"gamma": 0.4},
           "combo": {"beta": 0.8}}
+
+
+def _has_fused_node(v):
+    seen, todo = set(), [v.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if "Fused" in type(node).__name__:
+            return True
+        todo.extend(n for n, _ in node.next_functions)
+    return False
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -34,12 +56,24 @@ def test_fused_equals_autograd(name, case):
     params = {key: (v[:k] if isinstance(v, list) else v) for key, v in PARAMS.get(name, {}).items()}
     loss = get_loss(name, **params, **common)
     results = []
-    for fused in (True, False):
-        with fused_path(fused):
-            x.grad = None
-            v = loss(x, y)
-            v.backward()
-            results.append((v.detach().clone(), x.grad.clone()))
+    for path in (loss, lambda a, b: _autograd(loss, a, b)):
+        x.grad = None
+        v = path(x, y)
+        v.backward()
+        results.append((v.detach().clone(), x.grad.clone()))
     (v1, g1), (v2, g2) = results
+    assert _has_fused_node(loss(x, y)), "logits with integer labels must take the fused path"
     assert torch.allclose(v1, v2, rtol=1e-10, atol=1e-12)
     assert torch.allclose(g1, g2, rtol=1e-8, atol=1e-12)
+
+
+def test_second_derivative_of_the_fused_path_fails_clearly():
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 3, (2, 4, 4))
+    loss = get_loss("unified_focal")
+    with pytest.raises(RuntimeError, match=r"first derivatives only.*one-hot target"):
+        torch.autograd.grad(loss(x, y), x, create_graph=True)
+    onehot = torch.nn.functional.one_hot(y, 3).movedim(-1, 1).double()
+    (g,) = torch.autograd.grad(loss(x, onehot), x, create_graph=True)  # the autograd path: twice differentiable
+    assert torch.autograd.gradcheck(lambda inp: torch.autograd.grad(loss(inp, onehot), inp, create_graph=True)[0],
+                                    (x,), eps=1e-6, atol=1e-5, rtol=1e-4)

@@ -1,7 +1,7 @@
-"""The losses of "Unified Focal loss" (Yeung et al.): pure functions plus thin ``nn.Module`` s.
+"""The losses of "Unified Focal loss" (Yeung et al.): functions, and ``nn.Module`` s derived from them.
 
-Conventions: ``shared/spec/LOSSES.md`` (summarised in ``docs/losses.md``); accepted shapes and the
-common keyword arguments: :mod:`unifocal.losses.constants`.
+Conventions: ``docs/losses.md``; accepted shapes and the common keyword arguments (multi-label mode,
+MONAI's argument names): :mod:`unifocal.losses.constants`.
 """
 
 from unifocal.losses._base import Loss

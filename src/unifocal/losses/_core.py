@@ -5,21 +5,23 @@ Everything a loss needs is computed once here (as MONAI's ``losses/utils.py`` do
 * :func:`prepare` validates ``pred``/``target`` and returns log-probabilities and probabilities
   ``(B, K, N)`` in float32 (``K = max(C, 2)``; a single-channel sigmoid output becomes two classes),
   with integer labels ``(B, N)`` kept as labels (no one-hot tensor is built) or soft targets ``(B, K, N)``.
-* every loss describes itself as :class:`Terms`: ``coef · D + Σ R_i(TP, FP, FN)``, where ``D`` is
-  the one cross-entropy-type term, per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)`` averaged
-  over the valid positions of each sample, and each ``R_i`` a Dice/Tversky-type term of the
-  per-class statistics, e.g. ``mean_c (1 - TI_c)^{e_c}`` (:func:`focal_tversky_term`).
-* :func:`evaluate` computes the terms: the fused closed-form path (:mod:`unifocal.losses._fused`)
-  for logits with integer labels, plain autograd (:func:`region_stats`, :func:`distribution_term`)
-  otherwise.
+* every loss describes itself as :class:`Terms`: ``coef · D + Σ mean_c R_i(TP, FP, FN)``, where ``D``
+  is the one cross-entropy-type term, per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``
+  averaged over the valid positions of each sample, and each ``R_i`` a Dice/Tversky-type term of the
+  per-class statistics, e.g. ``(1 - TI_c)^{e_c}`` (:func:`focal_tversky_term`).
+* :func:`evaluate` computes the terms by plain autograd (:func:`region_stats`,
+  :func:`distribution_term`); the fused closed-form path for logits with integer labels lives in
+  :mod:`unifocal.losses._fused`, which builds on this module (never the other way round).
+
+The conventions behind every formula are stated in ``docs/losses.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import difflib
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -27,49 +29,80 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unifocal.losses.constants import DEFAULT_SMOOTH, INPUT_KINDS, POW_FLOOR, PROB_EPS, REDUCTIONS
+from unifocal.losses.constants import (
+    DEFAULT_SMOOTH,
+    INPUT_KINDS,
+    POW_FLOOR,
+    PROB_EPS,
+    REDUCTIONS,
+    SUM_TOL,
+    SUM_TOL_LOW_PRECISION,
+)
 
 
 class CommonKwargs(TypedDict, total=False):
     """Keyword arguments every loss accepts (see :mod:`unifocal.losses.constants`)."""
 
     input: str
-    rare_classes: Sequence[int] | None
+    multilabel: bool
+    rare_classes: Sequence[int] | int | None
     background: int
     ignore_index: int | None
+    include_background: bool
     batch: bool
     reduction: str
     smooth: float
+    validate: bool
+    softmax: bool
+    sigmoid: bool
+    to_onehot_y: bool
 
 
+#: The common keyword arguments and their defaults (the one place they are written).
 COMMON_DEFAULTS: dict[str, object] = {
-    "input": "logits", "rare_classes": None, "background": 0, "ignore_index": None,
-    "batch": False, "reduction": "mean", "smooth": DEFAULT_SMOOTH,
+    "input": "logits", "multilabel": False, "rare_classes": None, "background": 0, "ignore_index": None,
+    "include_background": True, "batch": False, "reduction": "mean", "smooth": DEFAULT_SMOOTH,
+    "validate": True,
 }
+#: MONAI's names, accepted and translated (``docs/losses.md``, "MONAI dialect").
+MONAI_KEYS: tuple[str, ...] = ("softmax", "sigmoid", "to_onehot_y")
+
+
+def _is_bool(v: object) -> bool:
+    return isinstance(v, bool)
 
 
 def check_common(common: dict) -> dict:
-    """Validate the common keyword arguments; returns them completed with defaults."""
-    unknown = set(common) - set(COMMON_DEFAULTS)
+    """Validate the common keyword arguments; returns them completed with defaults, MONAI's names translated.
+
+    The result holds the keys of :data:`COMMON_DEFAULTS` plus ``to_onehot_y`` (``None``: either kind of
+    target).
+    """
+    unknown = set(common) - set(COMMON_DEFAULTS) - set(MONAI_KEYS)
     if unknown:
-        raise ValueError(f"unknown keyword argument(s) {sorted(unknown)}; common ones are {sorted(COMMON_DEFAULTS)}")
-    c = {**COMMON_DEFAULTS, **common}
+        names = sorted(set(COMMON_DEFAULTS) | set(MONAI_KEYS))
+        hints = {k: difflib.get_close_matches(k, names, n=1, cutoff=0.6) for k in sorted(unknown)}
+        hint = "".join(f"; did you mean {h[0]!r} for {k!r}?" for k, h in hints.items() if h)
+        raise ValueError(f"unknown keyword argument(s) {sorted(unknown)}{hint} The common ones are {names}")
+    c = {**COMMON_DEFAULTS, **{k: v for k, v in common.items() if k not in MONAI_KEYS}}
+    for key in ("multilabel", "include_background", "batch", "validate"):
+        if not _is_bool(c[key]):
+            raise ValueError(f"{key} must be True or False, got {c[key]!r}")
+    _translate_monai(common, c)
     if c["input"] not in INPUT_KINDS:
         raise ValueError(f"input must be one of {INPUT_KINDS}, got {c['input']!r}")
     if c["reduction"] not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {c['reduction']!r}")
-    if not isinstance(c["background"], int) or isinstance(c["background"], bool) or c["background"] < 0:
+    if not isinstance(c["background"], int) or _is_bool(c["background"]) or c["background"] < 0:
         raise ValueError(f"background must be a non-negative class index, got {c['background']!r}")
-    if c["ignore_index"] is not None and (not isinstance(c["ignore_index"], int) or isinstance(c["ignore_index"], bool)):
+    if c["ignore_index"] is not None and (not isinstance(c["ignore_index"], int) or _is_bool(c["ignore_index"])):
         raise ValueError(f"ignore_index must be an int or None, got {c['ignore_index']!r}")
     s = c["smooth"]
-    if not isinstance(s, int | float) or not math.isfinite(s) or s < 0:
+    if not isinstance(s, int | float) or _is_bool(s) or not math.isfinite(s) or s < 0:
         raise ValueError(f"smooth must be a finite number >= 0, got {s!r}")
-    if not isinstance(c["batch"], bool):
-        raise ValueError(f"batch must be True or False, got {c['batch']!r}")
     rc = c["rare_classes"]
     if rc is not None:
-        if isinstance(rc, int) and not isinstance(rc, bool):
+        if isinstance(rc, int) and not _is_bool(rc):
             rc = [rc]
         try:
             rc = [int(r) for r in rc]
@@ -80,7 +113,32 @@ def check_common(common: dict) -> dict:
         if c["background"] in rc:
             raise ValueError(f"rare_classes {rc} must not contain the background class {c['background']}")
         c["rare_classes"] = tuple(rc)
+    if c["multilabel"] and (c["rare_classes"] is not None or c["background"] != 0):
+        raise ValueError("rare_classes and background do not apply with multilabel=True: every channel is its "
+                         "own binary problem (outside the region: background role; inside: rare role); "
+                         "leave them at their defaults")
     return c
+
+
+def _translate_monai(given: dict, c: dict) -> None:
+    """MONAI's ``softmax`` / ``sigmoid`` / ``to_onehot_y`` onto ``input`` / ``multilabel`` / target kind."""
+    for key in MONAI_KEYS:
+        if key in given and given[key] is not None and not _is_bool(given[key]):
+            raise ValueError(f"{key} must be True or False, got {given[key]!r}")
+    softmax, sigmoid = given.get("softmax"), given.get("sigmoid")
+    c["to_onehot_y"] = given.get("to_onehot_y")
+    if softmax is None and sigmoid is None:
+        return
+    if softmax and sigmoid:
+        raise ValueError("softmax=True and sigmoid=True are exclusive (as in MONAI); pass one of them")
+    kind, multilabel = ("probs", c["multilabel"]) if not (softmax or sigmoid) else ("logits", bool(sigmoid))
+    if "input" in given and given["input"] != kind:
+        raise ValueError(f"input={given['input']!r} contradicts softmax={softmax!r}, sigmoid={sigmoid!r} "
+                         f"(MONAI's spelling of input={kind!r}); pass one spelling only")
+    if "multilabel" in given and given["multilabel"] != multilabel:
+        raise ValueError(f"multilabel={given['multilabel']!r} contradicts sigmoid={sigmoid!r} (sigmoid=True is "
+                         "multilabel=True, softmax=True multilabel=False); pass one spelling only")
+    c["input"], c["multilabel"] = kind, multilabel
 
 
 def check_unit(name: str, value: float | Sequence[float]) -> None:
@@ -118,18 +176,22 @@ def check_weights(name: str, value: Sequence[float]) -> None:
 class Prepared:
     """Validated, flattened inputs of one loss evaluation (float32, or float64 for float64 input).
 
-    ``x`` holds the logits ``(B, K, N)`` (a single sigmoid channel already expanded to the two-class
+    ``x`` holds the logits ``(B', K, N)`` (a single sigmoid channel already expanded to the two-class
     logits ``[0, z]``) or, for ``input="probs"``, the probabilities. ``logp`` and ``p`` are computed
     on first use: the fused fast path (:mod:`unifocal.losses._fused`) never needs them.
+
+    With ``multilabel=True`` every channel is its own binary problem: channel ``c`` of sample ``b`` is
+    row ``b·channels + c`` of ``B' = B·channels`` rows with ``K = 2``; otherwise ``channels == 1``.
     """
 
-    x: Tensor               # (B, K, N) logits or probabilities
-    labels: Tensor | None   # (B, N) int64 labels, ignored positions set to 0; None for soft targets
-    soft: Tensor | None     # (B, K, N) soft / one-hot target; None for integer targets
-    valid: Tensor | None    # (B, N) float mask, None when every position counts
-    n_valid: Tensor         # (B,) number of valid positions (at least 1)
+    x: Tensor               # (B', K, N) logits or probabilities
+    labels: Tensor | None   # (B', N) int64 labels, ignored positions set to 0; None for soft targets
+    soft: Tensor | None     # (B', K, N) soft / one-hot target; None for integer targets
+    valid: Tensor | None    # (B', N) float mask, None when every position counts
+    n_valid: Tensor         # (B',) number of valid positions (at least 1)
     kind: str               # "logits" or "probs"
     common: dict            # the validated common keyword arguments
+    channels: int = 1       # channels folded into the rows (multilabel mode), else 1
 
     @property
     def num_classes(self) -> int:
@@ -138,6 +200,10 @@ class Prepared:
     @property
     def batch_size(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def multilabel(self) -> bool:
+        return bool(self.common["multilabel"])
 
     @functools.cached_property
     def logp(self) -> Tensor:
@@ -162,33 +228,80 @@ class Prepared:
             raise ValueError(f"rare_classes {list(rare)} contain a class outside [0, {k}) for {k} classes")
         return bg, tuple(rare)
 
-    def class_vector(self, name: str, value: float | Sequence[float]) -> Tensor:
-        """A per-class tensor ``(K,)`` from a scalar or a length-K sequence."""
+    def class_vector(self, name: str, value: float | Sequence[float]) -> tuple[float, ...]:
+        """Per-class numbers ``(K,)`` from a scalar or a length-K sequence (Python floats: no tensor)."""
         k = self.num_classes
         if isinstance(value, int | float):
-            return torch.full((k,), float(value), device=self.x.device, dtype=self.x.dtype)
-        vals = [float(v) for v in value]
+            return (float(value),) * k
+        if self.multilabel:
+            raise ValueError(f"{name}={list(value)!r}: per-class sequences do not apply with multilabel=True, "
+                             "where every channel is the same binary problem; pass a scalar (or call the loss "
+                             "on each channel)")
+        vals = tuple(float(v) for v in value)
         if len(vals) != k:
             raise ValueError(f"{name} has {len(vals)} entries but the input has {k} classes")
-        return torch.tensor(vals, device=self.x.device, dtype=self.x.dtype)
+        return vals
 
-    def by_role(self, background: float, rare: float, other: float) -> Tensor:
-        """A per-class tensor ``(K,)`` taking one value for the background, rare and other classes."""
+    def by_role(self, background: float, rare: float, other: float) -> tuple[float, ...]:
+        """Per-class numbers ``(K,)`` taking one value for the background, rare and other classes."""
         bg, rare_cls = self.roles()
-        v = torch.full((self.num_classes,), float(other), device=self.x.device, dtype=self.x.dtype)
-        if rare_cls:
-            v[list(rare_cls)] = float(rare)
-        v[bg] = float(background)
-        return v
+        return tuple(float(background) if c == bg else float(rare) if c in rare_cls else float(other)
+                     for c in range(self.num_classes))
+
+    def region_classes(self) -> list[int] | None:
+        """Classes averaged by the region terms: ``None`` for all, else all but the excluded background."""
+        if self.common["include_background"] or self.multilabel:
+            return None  # multilabel: the excluded channel was dropped before folding
+        bg, _ = self.roles()
+        return [c for c in range(self.num_classes) if c != bg]
+
+    def tensor(self, values: Sequence[float]) -> Tensor:
+        """``values`` as a tensor on the input's device and dtype."""
+        return torch.tensor(list(values), device=self.x.device, dtype=self.x.dtype)
+
+    def unfold(self, per_row: Tensor) -> Tensor:
+        """Per-row losses ``(B',)`` to per-sample losses ``(B,)``: the mean over channels (multilabel)."""
+        if self.channels == 1:
+            return per_row
+        return per_row.view(-1, self.channels).mean(1)
 
 
-def _as_label_map(target: Tensor, what: str) -> Tensor:
-    if target.dtype == torch.bool:
-        return target.long()
-    if target.is_floating_point():
-        if not torch.equal(target, target.round()):
-            raise ValueError(f"{what}: a floating target of this shape is read as labels, but it has non-integer values")
-        return target.long()
+# --- value checks: ValueError in eager mode, in-graph assertions under torch.compile ---------------
+
+def _require(ok: Tensor, message: str, detail: Callable[[], str] | None = None) -> None:
+    """Raise ``ValueError(message + detail())`` unless the boolean tensor ``ok`` is true.
+
+    While ``torch.compile`` traces, the check becomes ``torch._assert_async`` (no graph break; a
+    failure raises ``RuntimeError(message)``), since reading the value would split the graph.
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        raise ValueError(message + (detail() if detail is not None else ""))
+
+
+def _sum_tol(dtype: torch.dtype) -> float:
+    return SUM_TOL if dtype in (torch.float32, torch.float64) else SUM_TOL_LOW_PRECISION
+
+
+def _check_sums_to_one(v: Tensor, tol: float, what: str, hint: str) -> None:
+    """Raise unless every position of ``v`` ``(B, C, ...)`` sums to one over ``C`` (within ``tol``)."""
+    s = v.sum(1)
+    lo, hi = torch.aminmax(s.detach())
+    _require((lo >= 1.0 - tol) & (hi <= 1.0 + tol),
+             f"{what} must sum to one over the {v.shape[1]} channels at every position; {hint}",
+             lambda: f" (sums found in [{float(lo):.4g}, {float(hi):.4g}])")
+
+
+_MULTILABEL_HINT = ("for multi-label (overlapping, multi-hot) targets or independent per-channel "
+                    "probabilities pass multilabel=True (or MONAI's sigmoid=True)")
+
+
+def _as_label_map(target: Tensor, validate: bool) -> Tensor:
+    if target.is_floating_point() and validate:
+        _require(torch.eq(target, target.round()).all(),
+                 "a floating target of this shape is read as labels, but it has non-integer values; pass "
+                 "integer labels, or a one-hot / soft target with one channel per class")
     return target.long()
 
 
@@ -200,41 +313,65 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
         raise ValueError(f"pred must be a floating tensor of logits or probabilities, got dtype {pred.dtype}")
     if not 3 <= pred.ndim <= 5:
         raise ValueError(f"pred must have shape (B, C, *spatial) with 1-3 spatial dims, got {tuple(pred.shape)}")
+    if pred.shape[1] < 1:
+        raise ValueError(f"pred has no channels: shape {tuple(pred.shape)}")
+    if common["multilabel"]:
+        pred, target, channels = _fold_channels(pred, target, common)
+    else:
+        channels = 1
+    validate = common["validate"]
     kind = common["input"]
     b, c = pred.shape[:2]
     spatial = tuple(pred.shape[2:])
-    if c < 1:
-        raise ValueError(f"pred has no channels: shape {tuple(pred.shape)}")
     k = max(c, 2)
     # float64 stays float64 (gradcheck, re-derivations); every other dtype is computed in float32
     x = pred if pred.dtype == torch.float64 else pred.float()
-    lo, hi = torch.aminmax(x.detach())  # one pass, no temporary: NaN and +-Inf show in min or max
-    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
-        raise ValueError("pred contains NaN or Inf values")
+    if validate:
+        lo, hi = torch.aminmax(x.detach())  # one pass, no temporary: NaN and +-Inf show in min or max
+        _require(torch.isfinite(lo) & torch.isfinite(hi), "pred contains NaN or Inf values")
+        if kind == "probs":
+            _require((lo >= 0) & (hi <= 1), "input='probs' needs probabilities in [0, 1]; pass input='logits' "
+                     "for raw network scores", lambda: f" (got range [{float(lo)}, {float(hi)}])")
+            if c > 1:
+                _check_sums_to_one(x, _sum_tol(pred.dtype), "input='probs' probabilities", _MULTILABEL_HINT)
 
     # --- target -------------------------------------------------------------------------------
+    to_onehot_y = common["to_onehot_y"]
     labels = soft = None
     if target.ndim == pred.ndim - 1:
         if tuple(target.shape) != (b, *spatial):
             raise ValueError(f"target shape {tuple(target.shape)} does not match pred shape {tuple(pred.shape)}: "
                              f"expected labels of shape {(b, *spatial)}")
-        labels = _as_label_map(target, "target")
+        if to_onehot_y is False and c > 1:
+            raise ValueError(f"to_onehot_y=False expects a one-hot target of shape {(b, c, *spatial)}, got labels "
+                             f"{tuple(target.shape)}; pass to_onehot_y=True")
+        labels = _as_label_map(target, validate)
     elif target.ndim == pred.ndim:
         if target.shape[0] != b or tuple(target.shape[2:]) != spatial:
             raise ValueError(f"target shape {tuple(target.shape)} does not match pred shape {tuple(pred.shape)}")
         tc = target.shape[1]
         if tc == 1 and not (c == 1 and target.is_floating_point()):
-            labels = _as_label_map(target[:, 0], "target")
+            if to_onehot_y is False and c > 1:
+                raise ValueError(f"to_onehot_y=False expects a one-hot target of shape {(b, c, *spatial)}, got "
+                                 f"labels {tuple(target.shape)}; pass to_onehot_y=True")
+            labels = _as_label_map(target[:, 0], validate)
         elif tc == c:
+            if to_onehot_y and c > 1:
+                raise ValueError(f"to_onehot_y=True expects labels of shape {(b, 1, *spatial)}, got a target with "
+                                 f"{tc} channels; pass to_onehot_y=False for a one-hot target")
             g = target.to(x.dtype)
-            glo, ghi = torch.aminmax(g)
-            if not (math.isfinite(float(glo)) and math.isfinite(float(ghi))):
-                raise ValueError("target contains NaN or Inf values")
-            if glo < 0 or ghi > 1:
-                raise ValueError(f"one-hot / soft target values must lie in [0, 1], got range [{float(glo)}, {float(ghi)}]")
+            if validate:
+                glo, ghi = torch.aminmax(g)
+                _require(torch.isfinite(glo) & torch.isfinite(ghi), "target contains NaN or Inf values")
+                _require((glo >= 0) & (ghi <= 1), "one-hot / soft target values must lie in [0, 1]",
+                         lambda: f" (got range [{float(glo)}, {float(ghi)}])")
+                if c > 1:
+                    _check_sums_to_one(g, _sum_tol(target.dtype) if target.is_floating_point() else 0.0,
+                                       "a one-hot / soft target", _MULTILABEL_HINT)
             soft = torch.cat([1.0 - g, g], dim=1) if c == 1 else g
             if common["ignore_index"] is not None:
-                raise ValueError("ignore_index applies to integer label targets only, not one-hot / soft targets")
+                raise ValueError("ignore_index applies to integer label targets only, not one-hot / soft targets; "
+                                 "pass a bool or integer target to use it")
         else:
             raise ValueError(f"one-hot target has {tc} channels but pred has {c} classes")
     else:
@@ -249,39 +386,51 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
         ii = common["ignore_index"]
         if ii is not None:
             vmask = labels != ii
-            if not bool(vmask.all()):
-                valid = vmask.to(x.dtype)
-                n_valid = valid.sum(1).clamp_min(1.0)
-                labels = labels.masked_fill(~vmask, 0)
-        if labels.numel():
+            valid = vmask.to(x.dtype)
+            n_valid = valid.sum(1).clamp_min(1.0)
+            labels = labels.masked_fill(~vmask, 0)
+        if validate and labels.numel():
             llo, lhi = torch.aminmax(labels)
-            if llo < 0 or lhi >= k:
-                bad = int(llo) if llo < 0 else int(lhi)
-                raise ValueError(f"target label {bad} is outside [0, {k}) for {k} classes"
-                                 + ("" if ii is None else f" (ignore_index={ii})"))
+            ign = "" if ii is None else f" (ignore_index={ii})"
+            _require((llo >= 0) & (lhi < k), f"target labels must lie in [0, {k}) for {k} classes{ign}",
+                     lambda: f": target label {int(llo) if llo < 0 else int(lhi)} is outside")
     else:
         soft = soft.reshape(b, k, n)
 
-    if kind == "logits":
-        if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits
-            x = torch.cat([torch.zeros_like(x), x], dim=1)
-    else:
-        if lo < 0 or hi > 1:
-            raise ValueError(f"input='probs' needs probabilities in [0, 1], got range [{float(lo)}, {float(hi)}]; "
-                             "pass input='logits' for raw network scores")
+    if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits; probabilities [1 - p, p]
+        x = torch.cat([torch.zeros_like(x), x], dim=1) if kind == "logits" else torch.cat([1.0 - x, x], dim=1)
+    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common, channels)
+
+
+def _fold_channels(pred: Tensor, target: Tensor, common: dict) -> tuple[Tensor, Tensor, int]:
+    """Multilabel mode: ``(B, C, ...)`` to ``(B·C, 1, ...)`` binary problems (row ``b·C + c``)."""
+    b, c = pred.shape[:2]
+    spatial = tuple(pred.shape[2:])
+    if c == 1 and target.ndim == pred.ndim - 1:
+        target = target.unsqueeze(1)
+    if tuple(target.shape) != tuple(pred.shape):
+        raise ValueError(f"multilabel=True needs a multi-hot target of the shape of pred {tuple(pred.shape)} "
+                         f"(one channel per region), got {tuple(target.shape)}")
+    if common["to_onehot_y"]:
+        raise ValueError("to_onehot_y=True does not apply to multi-label targets (already one channel per "
+                         "region); leave it unset or False")
+    if not common["include_background"]:
         if c == 1:
-            x = torch.cat([1.0 - x, x], dim=1)
-    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common)
+            raise ValueError("include_background=False would leave no channel: pred has a single channel")
+        pred, target, c = pred[:, 1:], target[:, 1:], c - 1
+    if target.dtype == torch.bool:
+        target = target.to(torch.uint8)
+    return pred.reshape(b * c, 1, *spatial), target.reshape(b * c, 1, *spatial), c
 
 
 # --- TP / FP / FN ---------------------------------------------------------------------------------
 
 def region_stats(prep: Prepared, clip: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """``(TP, FP, FN)`` per sample and class, ``(B, K)``, or ``(1, K)`` pooled when ``batch=True``.
+    """``(TP, ΣP, Σg)`` per row and class, ``(B', K)``, over valid positions.
 
-    ``TP = Σ p·g``, ``FN = Σ (1-p)·g = Σ g - TP``, ``FP = Σ p·(1-g) = Σ p - TP`` over valid positions.
-    ``clip=True`` clips probabilities given with ``input="probs"`` to ``[1e-7, 1 - 1e-7]`` first, as the
-    authors' Focal Tversky family does (their Dice and Tversky losses do not); it changes nothing for logits.
+    ``FP = ΣP - TP`` and ``FN = Σg - TP`` (:func:`pooled_stats`). ``clip=True`` clips probabilities
+    given with ``input="probs"`` to ``[1e-7, 1 - 1e-7]`` first, as the authors' Focal Tversky family
+    does (their Dice and Tversky losses do not); it changes nothing for logits.
     """
     p, b, k = prep.p, prep.batch_size, prep.num_classes
     if clip and prep.kind == "probs":
@@ -301,61 +450,80 @@ def region_stats(prep: Prepared, clip: bool = False) -> tuple[Tensor, Tensor, Te
         tp = (p * g).sum(-1)
         count = g.sum(-1)
         psum = p.sum(-1)
-    return pool(prep, tp, psum - tp, count - tp)
+    return tp, psum, count
 
 
 def label_counts(prep: Prepared) -> Tensor:
-    """Number of valid positions of each class per sample, ``(B, K)``, without a one-hot tensor."""
+    """Number of valid positions of each class per row, ``(B', K)``, without a one-hot tensor."""
     b, k, lab = prep.batch_size, prep.num_classes, prep.labels
     offs = (lab + torch.arange(b, device=lab.device).unsqueeze(1) * k).reshape(-1)
     w = None if prep.valid is None else prep.valid.reshape(-1)
     return torch.bincount(offs, weights=w, minlength=b * k).view(b, k).to(prep.x.dtype)
 
 
-def pool(prep: Prepared, tp: Tensor, fp: Tensor, fn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Sum the statistics over the batch when ``batch=True``."""
-    if prep.common["batch"]:
-        return tp.sum(0, keepdim=True), fp.sum(0, keepdim=True), fn.sum(0, keepdim=True)
+def pooled_stats(tp: Tensor, psum: Tensor, count: Tensor, batch: bool, channels: int
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(TP, FP, FN)`` from ``(TP, ΣP, Σg)``, summed over the batch when ``batch=True``.
+
+    Rows are ``b·channels + c``: pooling sums over ``b`` for each channel, giving ``(channels, K)``.
+    """
+    fp, fn = psum - tp, count - tp
+    if batch:
+        k = tp.shape[1]
+        return tuple(t.view(-1, channels, k).sum(0) for t in (tp, fp, fn))  # type: ignore[return-value]
     return tp, fp, fn
+
+
+def spread(region: Tensor, rows: int) -> Tensor:
+    """A region value per row ``(B',)`` from per-row or pooled (per-channel) values."""
+    return region if region.shape[0] == rows else region.repeat(rows // region.shape[0])
 
 
 def tversky_index(tp: Tensor, fp: Tensor, fn: Tensor, fp_weight: Tensor | float, fn_weight: Tensor | float,
                   smooth: float) -> Tensor:
-    """``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (Eq. 18 with the spec's convention 1)."""
+    """``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (Eq. 18 with δ on false negatives, ``docs/losses.md``)."""
     return (tp + smooth) / (tp + fn_weight * fn + fp_weight * fp + smooth)
 
 
-def focal_tversky_term(ti: Tensor, exponent: Tensor) -> Tensor:
-    """``mean_c (1 - TI_c)^{e_c}``, ``(B',)``.
+def focal_tversky_term(ti: Tensor, exponent: Sequence[float]) -> Tensor:
+    """``(1 - TI_c)^{e_c}`` per class, ``(B', K)``.
 
     ``1 - TI`` is floored at ``POW_FLOOR`` so that a perfect prediction has a finite gradient for
     exponents below one (the derivative of ``x**e`` at 0 is infinite for ``e < 1``).
     """
     x = (1.0 - ti).clamp_min(POW_FLOOR)
-    return torch.where(exponent == 1.0, x, x.pow(exponent)).mean(-1)
+    if all(e == 1.0 for e in exponent):
+        return x
+    e = torch.tensor(list(exponent), device=ti.device, dtype=ti.dtype)
+    return torch.where(e == 1.0, x, x.pow(e))
 
 
 # --- the description of a loss: one distribution term plus region terms ------------------------
 
+#: ``(TP, FP, FN)`` ``(B', K)`` to a per-class value ``(B', K)``; the class mean is taken by the caller.
 RegionFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 @dataclass
 class Terms:
-    """A loss as ``coef · D(weight, gamma) + Σ_i scale_i · R_i(TP, FP, FN)`` per sample.
+    """A loss as ``coef · D(weight, gamma) + Σ_i scale_i · mean_c R_i(TP, FP, FN)_c`` per row.
 
     ``D`` is the mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)`` (every
-    cross-entropy-type term of the paper); each ``R_i`` maps ``(TP, FP, FN)`` ``(B', K)`` to ``(B',)``
-    (every Dice-type term). ``clip`` marks region terms that clip ``input="probs"`` (authors' parity).
+    cross-entropy-type term of the paper); each ``R_i`` maps ``(TP, FP, FN)`` ``(B', K)`` to per-class
+    values ``(B', K)``, averaged over ``classes`` (``None``: all) (every Dice-type term). ``clip``
+    marks region terms that clip ``input="probs"`` (authors' parity). ``weight`` and ``gamma`` are
+    per-class Python floats, so that nothing here reads a tensor's value.
     """
 
     coef: float = 0.0
-    weight: Tensor | None = None
-    gamma: Tensor | None = None
+    weight: tuple[float, ...] | None = None
+    gamma: tuple[float, ...] | None = None
     regions: list[tuple[float, RegionFn, bool]] = field(default_factory=list)
+    classes: list[int] | None = None
 
     def __mul__(self, s: float) -> Terms:
-        return Terms(self.coef * s, self.weight, self.gamma, [(a * s, f, c) for a, f, c in self.regions])
+        return Terms(self.coef * s, self.weight, self.gamma, [(a * s, f, c) for a, f, c in self.regions],
+                     self.classes)
 
     __rmul__ = __mul__
 
@@ -363,64 +531,56 @@ class Terms:
         if self.coef and other.coef:
             raise ValueError("internal: a loss may hold one distribution term only")
         d = self if self.coef else other
-        return Terms(d.coef, d.weight, d.gamma, self.regions + other.regions)
+        return Terms(d.coef, d.weight, d.gamma, self.regions + other.regions, self.classes)
 
     @property
     def modulated(self) -> bool:
-        return self.coef != 0 and self.gamma is not None and bool((self.gamma != 0).any())
+        return self.coef != 0 and self.gamma is not None and any(g != 0 for g in self.gamma)
+
+    def without_class(self, c: int, num_classes: int) -> Terms:
+        """The same loss with class ``c`` left out of ``D``'s class sum and of the region class means."""
+        w = list(self.weight) if self.weight is not None else [1.0] * num_classes
+        w[c] = 0.0
+        keep = [j for j in range(num_classes) if j != c and (self.classes is None or j in self.classes)]
+        return Terms(self.coef, tuple(w), self.gamma, list(self.regions), keep)
 
     def region_value(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor | None:
         out = None
         for scale, fn_, _ in self.regions:
-            v = scale * fn_(tp, fp, fn)
+            per_class = fn_(tp, fp, fn)
+            if self.classes is not None:
+                per_class = per_class[:, self.classes]
+            v = scale * per_class.mean(-1)
             out = v if out is None else out + v
         return out
 
 
-def distribution_terms(weight: Tensor | None, gamma: Tensor | None, coef: float = 1.0) -> Terms:
-    return Terms(coef=coef, weight=weight, gamma=gamma)
+def distribution_terms(weight: Sequence[float] | None, gamma: Sequence[float] | None,
+                       coef: float = 1.0) -> Terms:
+    return Terms(coef=coef, weight=None if weight is None else tuple(weight),
+                 gamma=None if gamma is None else tuple(gamma))
 
 
 def region_terms(fn: RegionFn, clip: bool = False, scale: float = 1.0) -> Terms:
     return Terms(regions=[(scale, fn, clip)])
 
 
-# --- evaluation --------------------------------------------------------------------------------
+# --- evaluation (plain autograd) ------------------------------------------------------------------
 
-_FUSED = [True]
-
-
-@contextlib.contextmanager
-def fused_path(enabled: bool) -> Iterator[None]:
-    """Enable or disable the fused fast path inside a ``with`` block (tests compare the two paths)."""
-    old = _FUSED[0]
-    _FUSED[0] = enabled
-    try:
-        yield
-    finally:
-        _FUSED[0] = old
-
-
-def evaluate(prep: Prepared, terms: Terms, fused: bool | None = None) -> Tensor:
-    """Per-sample loss ``(B,)`` of ``terms``.
-
-    Logits with integer labels take the fused path (:mod:`unifocal.losses._fused`: one softmax, the
-    gradient in closed form); everything else, and ``fused=False``, the plain autograd path below.
-    """
-    fused = _FUSED[0] if fused is None else fused
-    if fused and prep.kind == "logits" and prep.labels is not None:
-        from unifocal.losses._fused import fused_loss
-
-        return fused_loss(prep, terms)
+def evaluate(prep: Prepared, terms: Terms) -> Tensor:
+    """Per-row loss ``(B',)`` of ``terms`` by plain autograd (any input; the reference of the fused path)."""
     b = prep.batch_size
     out = torch.zeros(b, device=prep.x.device, dtype=prep.x.dtype)
     if terms.coef:
-        out = out + terms.coef * distribution_term(prep, terms.weight, terms.gamma if terms.modulated else None)
+        weight = None if terms.weight is None else prep.tensor(terms.weight)
+        gamma = prep.tensor(terms.gamma) if terms.modulated else None
+        out = out + terms.coef * distribution_term(prep, weight, gamma)
     for clip in (False, True):
         group = [r for r in terms.regions if r[2] == clip]
         if group:
-            r = Terms(regions=group).region_value(*region_stats(prep, clip=clip))
-            out = out + r.expand(b)
+            stats = pooled_stats(*region_stats(prep, clip=clip), prep.common["batch"], prep.channels)
+            r = Terms(regions=group, classes=terms.classes).region_value(*stats)
+            out = out + spread(r, b)
     return out
 
 
@@ -449,7 +609,7 @@ def _log1m_all(prep: Prepared) -> Tensor:
 
 
 def distribution_term(prep: Prepared, weight: Tensor | None, gamma: Tensor | None) -> Tensor:
-    """Per-sample mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, ``(B,)``.
+    """Per-row mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, ``(B',)``.
 
     ``weight=None`` means 1 for every class; ``gamma=None`` means no modulation. The modulation is
     ``exp(γ·log(1 - p))`` with ``log(1 - p)`` from the logits, finite for any finite logits and with a

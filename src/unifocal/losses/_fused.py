@@ -13,20 +13,42 @@ autograd function computes the softmax once, keeps only ``p`` for the backward p
   ``∂R/∂x_j = p_j (G_j - Σ_c p_c G_c)``.
 
 Hence ``∂L/∂x = p ⊙ (v·A - s - c) + onehot_t ⊙ (v·p_t B_t + c)`` with ``s = v (Σ_c p_c A_c + p_t B_t)``.
-The tests check this path against the plain autograd path (``fused=False``) in float64.
+The tests check this path against the plain autograd path (:func:`unifocal.losses._core.evaluate`)
+in float64. The backward pass is not itself differentiable (``once_differentiable``): a second
+derivative raises a clear error; one-hot targets take the autograd path, which has one.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-from unifocal.losses._core import Prepared, Terms
+from unifocal.losses._core import Prepared, Terms, pooled_stats, spread
 
 _SERIES_CUTOFF = 1e-4
+
+SECOND_DERIVATIVE_MESSAGE = (
+    "unifocal's fused path (logits with integer labels) computes first derivatives only, and a second one "
+    "was asked for (create_graph=True); pass a one-hot target, e.g. "
+    "F.one_hot(labels, C).movedim(-1, 1).float(), to take the autograd path, which is twice differentiable")
+
+
+def _first_derivative_only(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse ``create_graph=True`` with a clear error instead of a silently constant gradient."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx: Any, *grads: Tensor) -> Any:
+        if torch.is_grad_enabled():
+            raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+        return backward(ctx, *grads)
+
+    return wrapper
 
 
 class _Masks:
@@ -96,7 +118,7 @@ def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms, batch: bool) -> Tensor:
+                terms: Terms, pool: tuple[bool, int]) -> Tensor:
         b, k, _ = x.shape
         ps, lse, spare = _softmax_parts(x)
         lf = labels.to(x.dtype)
@@ -107,7 +129,7 @@ class _FusedLoss(torch.autograd.Function):
             logpt = masks.dot(list(x.unbind(1)), torch.empty_like(lf))
             logpt.sub_(lse if valid is None else lse.mul_(valid))
             pt = logpt.exp()
-            gam = terms.gamma.tolist() if terms.modulated else [0.0] * k
+            gam = list(terms.gamma) if terms.modulated else [0.0] * k
             mod_classes = [c for c in range(k) if gam[c] != 0.0]
             q = lse  # free from here on
             weighted = False
@@ -120,7 +142,7 @@ class _FusedLoss(torch.autograd.Function):
                 _others_sum(ps, c, q)
                 m_c = masks.get(c)
                 h.div_(q).mul_(m_c).mul_(gam[c]).sub_(1.0)
-                wv = terms.weight.tolist() if terms.weight is not None else None
+                wv = list(terms.weight) if terms.weight is not None else None
                 if wv is not None and min(wv) > 0 and len(set(wv[:c] + wv[c + 1:])) == 1:
                     # fold the class weights into the modulation: w_t (1-p)^γ =
                     # exp(log w_ref + m_c (γ log q + log(w_c / w_ref))), one buffer fewer
@@ -154,7 +176,7 @@ class _FusedLoss(torch.autograd.Function):
             else:
                 f = logpt  # = -f
             if terms.weight is not None and not weighted:
-                w_t = masks.at_target(terms.weight.tolist(), torch.empty_like(lf))
+                w_t = masks.at_target(list(terms.weight), torch.empty_like(lf))
                 f = f.mul_(w_t)
                 h.mul_(w_t)
             if valid is not None:
@@ -173,12 +195,14 @@ class _FusedLoss(torch.autograd.Function):
                                dim=1)
             if pt is None:
                 pt = masks.dot(ps, torch.empty_like(lf))
-            out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
+            out = out + spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), b)
         ctx.save_for_backward(*ps, lf, pt, valid, n_valid, h, tp, psum, count)
-        ctx.terms, ctx.batch, ctx.k = terms, batch, k
+        ctx.terms, ctx.pool, ctx.k = terms, pool, k
         return out
 
     @staticmethod
+    @_first_derivative_only
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         k = ctx.k
         saved = ctx.saved_tensors
@@ -191,7 +215,7 @@ class _FusedLoss(torch.autograd.Function):
         scale = None if h is None else (terms.coef * grad_out / n_valid).unsqueeze(1)
         cols = None
         if terms.regions:
-            dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
+            dtp, dps = _region_grads(terms, tp, psum, count, ctx.pool, grad_out)
             e = torch.zeros_like(pt)
             for c, col in enumerate(dtp.unsqueeze(-1).unbind(1)):
                 e.addcmul_(masks.get(c), col)
@@ -220,22 +244,15 @@ class _FusedLoss(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
-def _region_grads(terms: Terms, tp: Tensor, psum: Tensor, count: Tensor, batch: bool,
+def _region_grads(terms: Terms, tp: Tensor, psum: Tensor, count: Tensor, pool: tuple[bool, int],
                   grad_out: Tensor) -> tuple[Tensor, Tensor]:
     """``(∂R/∂TP, ∂R/∂ΣP)`` per sample and class, ``(B, K)``, by autograd on the tiny statistics."""
     with torch.enable_grad():
         tp_ = tp.detach().requires_grad_(True)
         ps_ = psum.detach().requires_grad_(True)
-        r = terms.region_value(*_pooled(tp_, ps_, count, batch)).expand(grad_out.shape[0])
+        r = spread(terms.region_value(*pooled_stats(tp_, ps_, count, *pool)), grad_out.shape[0])
         dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
     return dtp, dps
-
-
-def _pooled(tp: Tensor, psum: Tensor, count: Tensor, batch: bool) -> tuple[Tensor, Tensor, Tensor]:
-    tp_, fp_, fn_ = tp, psum - tp, count - tp
-    if batch:
-        return tp_.sum(0, keepdim=True), fp_.sum(0, keepdim=True), fn_.sum(0, keepdim=True)
-    return tp_, fp_, fn_
 
 
 class _FusedBinaryLoss(torch.autograd.Function):
@@ -250,7 +267,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms, batch: bool) -> Tensor:
+                terms: Terms, pool: tuple[bool, int]) -> Tensor:
         # in place wherever possible: on CPU, first-touch page faults of fresh buffers cost more than
         # the arithmetic
         b, _, n = x.shape
@@ -278,13 +295,13 @@ class _FusedBinaryLoss(torch.autograd.Function):
             pt = logp.exp()
             weighted = False
             if terms.modulated:
-                g0, g1 = terms.gamma.tolist()
+                g0, g1 = terms.gamma
                 g_t = torch.mul(m1, g1 - g0).add_(g0) if g0 != g1 else None
                 logmod = sp.mul_(g_t) if g_t is not None else sp.mul_(g0)
                 logmod.neg_()  # log (1 - p_t)^γ
-                if terms.weight is not None and min(terms.weight.tolist()) > 0:
+                if terms.weight is not None and min(terms.weight) > 0:
                     # fold the class weight in: w_t (1-p_t)^γ = exp(log w_0 + m1 log(w_1/w_0) + ...)
-                    w0, w1 = terms.weight.tolist()
+                    w0, w1 = terms.weight
                     logmod.add_(m1, alpha=math.log(w1 / w0)).add_(math.log(w0))
                     weighted = True
                 mod = logmod.exp_()
@@ -297,7 +314,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
                 d_da = pt.sub_(1.0)
                 f = logp  # = -f
             if terms.weight is not None and not weighted:
-                w0, w1 = terms.weight.tolist()
+                w0, w1 = terms.weight
                 w_t = torch.mul(m1, w1 - w0).add_(w0) if w0 != w1 else w0
                 f.mul_(w_t)
                 d_da.mul_(w_t)
@@ -307,12 +324,14 @@ class _FusedBinaryLoss(torch.autograd.Function):
             out = out - terms.coef * (f.sum(-1) / n_valid)
             d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
         if terms.regions:
-            out = out + terms.region_value(*_pooled(tp, psum, count, batch)).expand(b)
+            out = out + spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), b)
         ctx.save_for_backward(d_dz, dp1, m1, valid, tp, psum, count)
-        ctx.terms, ctx.batch, ctx.shape = terms, batch, x.shape
+        ctx.terms, ctx.pool, ctx.shape = terms, pool, x.shape
         return out
 
     @staticmethod
+    @_first_derivative_only
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         d_dz, dp1, m1, valid, tp, psum, count = ctx.saved_tensors
         terms: Terms = ctx.terms
@@ -320,7 +339,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
         dz = grad[:, 1]  # everything is accumulated in place in the output buffer
         go = grad_out.unsqueeze(1)
         if terms.regions:
-            dtp, dps = _region_grads(terms, tp, psum, count, ctx.batch, grad_out)
+            dtp, dps = _region_grads(terms, tp, psum, count, ctx.pool, grad_out)
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
             torch.mul(m1, beta, out=dz)
@@ -340,5 +359,5 @@ class _FusedBinaryLoss(torch.autograd.Function):
 def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     """Per-sample loss ``(B,)`` for logits with integer labels (see the module docstring)."""
     fn = _FusedBinaryLoss if prep.num_classes == 2 else _FusedLoss
-    return fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms, bool(prep.common["batch"]))
+    return fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms, (bool(prep.common["batch"]), prep.channels))
 

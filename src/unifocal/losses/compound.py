@@ -1,21 +1,20 @@
 """Compound losses: Combo, Hybrid Focal, and the Unified Focal loss (asymmetric and symmetric).
 
 Each evaluates its two halves on one prepared input (log-probabilities and TP/FP/FN computed once).
+Conventions: ``docs/losses.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from unifocal.losses._base import Loss, core_of, loss_function
+from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
-    CommonKwargs,
     Prepared,
     Terms,
-    check_range,
     check_unit,
     distribution_terms,
     region_terms,
@@ -23,86 +22,140 @@ from unifocal.losses._core import (
 )
 from unifocal.losses.distribution import (
     Weights,
-    asymmetric_focal_loss,
+    asymmetric_focal_terms,
+    check_delta_gamma,
     check_focal,
-    focal_loss,
-    symmetric_focal_loss,
+    focal_terms,
+    symmetric_focal_terms,
 )
 from unifocal.losses.region import (
-    asymmetric_focal_tversky_loss,
-    check_asymmetric_focal_tversky,
+    asymmetric_focal_tversky_terms,
+    check_delta_enhancement,
     check_focal_tversky,
-    focal_tversky_loss,
-    symmetric_focal_tversky_loss,
+    focal_tversky_terms,
+    symmetric_focal_tversky_terms,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-def check_combo(alpha: float = 0.5, beta: float | None = 0.5) -> None:
+    from unifocal.losses._core import CommonKwargs
+
+
+# --- parameter checks -------------------------------------------------------------------------
+
+def check_combo(alpha: float, beta: float | None) -> None:
     check_unit("alpha", alpha)
     if beta is not None:
         check_unit("beta", beta)
 
 
-def check_hybrid_focal(lambda_: float = 0.5, focal_alpha: Weights = 0.25, focal_gamma: float = 2.0,
-                       tversky_alpha: float = 0.3, tversky_beta: float = 0.7, tversky_gamma: float = 4 / 3) -> None:
+def check_hybrid_focal(lambda_: float, focal_alpha: Weights, focal_gamma: float, tversky_alpha: float,
+                       tversky_beta: float, tversky_gamma: float) -> None:
     check_unit("lambda_", lambda_)
     check_focal(focal_alpha, focal_gamma)
     check_focal_tversky(tversky_alpha, tversky_beta, tversky_gamma)
 
 
-def check_unified_focal(delta: float | Sequence[float] = 0.6, gamma: float = 0.2, lambda_: float = 0.5) -> None:
-    check_asymmetric_focal_tversky(delta, gamma)
+def check_unified_focal(delta: float | Sequence[float], gamma: float, lambda_: float) -> None:
+    check_delta_gamma(delta, gamma)
+    check_delta_enhancement(delta, gamma)
     check_unit("lambda_", lambda_)
-    check_range("gamma", gamma, 0.0, 1.0)
 
 
-@loss_function
-def combo_loss(prep: Prepared, alpha: float = 0.5, beta: float | None = 0.5) -> Terms:
+# --- descriptions ------------------------------------------------------------------------------
+
+def combo_terms(prep: Prepared, alpha: float, beta: float | None) -> Terms:
+    w = None if beta is None else prep.by_role(background=1.0 - beta, rare=beta, other=1.0 - beta)
+    s = prep.common["smooth"]
+
+    def dsc(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+        return tversky_index(tp, fp, fn, 0.5, 0.5, s)
+
+    return distribution_terms(w, None, coef=alpha) + region_terms(dsc, scale=-(1.0 - alpha))
+
+
+def hybrid_focal_terms(prep: Prepared, lambda_: float, focal_alpha: Weights, focal_gamma: float,
+                       tversky_alpha: float, tversky_beta: float, tversky_gamma: float) -> Terms:
+    lf = focal_terms(prep, focal_alpha, focal_gamma)
+    lft = focal_tversky_terms(prep, tversky_alpha, tversky_beta, tversky_gamma)
+    return lambda_ * lf + (1.0 - lambda_) * lft
+
+
+def unified_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float, lambda_: float) -> Terms:
+    return lambda_ * asymmetric_focal_terms(prep, delta, gamma) \
+        + (1.0 - lambda_) * asymmetric_focal_tversky_terms(prep, delta, gamma)
+
+
+def symmetric_unified_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float,
+                                  lambda_: float) -> Terms:
+    return lambda_ * symmetric_focal_terms(prep, delta, gamma) \
+        + (1.0 - lambda_) * symmetric_focal_tversky_terms(prep, delta, gamma)
+
+
+# --- functions -----------------------------------------------------------------------------------
+
+@loss_function(check=check_combo, terms=combo_terms)
+def combo_loss(pred: Tensor, target: Tensor, alpha: float = 0.5, beta: float | None = 0.5,
+               **common: Unpack[CommonKwargs]) -> Tensor:
     """Combo loss (Eq. 13/14): ``α·L_mCE - (1-α)·DSC``.
 
     ``L_mCE`` weights the cross entropy of rare classes by ``β`` and of the others by ``1-β`` (Eq. 14
     read as ``β·y·log p``; ``beta=None``: unweighted). ``DSC`` is the soft Dice coefficient averaged
     over classes. Defaults ``α = β = 0.5`` (the paper). The value can be negative; that is expected.
+
+    Args:
+        pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
+        target: labels or one-hot / multi-hot, see :mod:`unifocal.losses.constants`.
+        alpha: weight of the cross-entropy half, in [0, 1].
+        beta: weight of rare-class cross entropy in [0, 1], or ``None``.
+        **common: see :mod:`unifocal.losses.constants`.
     """
-    w = None if beta is None else prep.by_role(background=1.0 - beta, rare=beta, other=1.0 - beta)
-    s = prep.common["smooth"]
-
-    def dsc(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
-        return tversky_index(tp, fp, fn, 0.5, 0.5, s).mean(-1)
-
-    return distribution_terms(w, None, coef=alpha) + region_terms(dsc, scale=-(1.0 - alpha))
 
 
-@loss_function
-def hybrid_focal_loss(prep: Prepared, lambda_: float = 0.5, focal_alpha: Weights = 0.25, focal_gamma: float = 2.0,
-                      tversky_alpha: float = 0.3, tversky_beta: float = 0.7, tversky_gamma: float = 4 / 3) -> Terms:
-    """Hybrid Focal loss (Eq. 15): ``λ·L_F + (1-λ)·L_FT`` with the Focal and Focal Tversky settings above."""
-    lf = core_of(focal_loss)(prep, focal_alpha, focal_gamma)
-    lft = core_of(focal_tversky_loss)(prep, tversky_alpha, tversky_beta, tversky_gamma)
-    return lambda_ * lf + (1.0 - lambda_) * lft
+@loss_function(check=check_hybrid_focal, terms=hybrid_focal_terms)
+def hybrid_focal_loss(pred: Tensor, target: Tensor, lambda_: float = 0.5, focal_alpha: Weights = 0.25,
+                      focal_gamma: float = 2.0, tversky_alpha: float = 0.3, tversky_beta: float = 0.7,
+                      tversky_gamma: float = 4 / 3, **common: Unpack[CommonKwargs]) -> Tensor:
+    """Hybrid Focal loss (Eq. 15): ``λ·L_F + (1-λ)·L_FT`` with the Focal and Focal Tversky settings.
+
+    Args:
+        pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
+        target: labels or one-hot / multi-hot, see :mod:`unifocal.losses.constants`.
+        lambda_: weight of the Focal half, in [0, 1].
+        focal_alpha: ``alpha`` of :func:`~unifocal.losses.focal_loss`.
+        focal_gamma: ``gamma`` of :func:`~unifocal.losses.focal_loss`.
+        tversky_alpha: ``alpha`` of :func:`~unifocal.losses.focal_tversky_loss`.
+        tversky_beta: ``beta`` of :func:`~unifocal.losses.focal_tversky_loss`.
+        tversky_gamma: ``gamma`` of :func:`~unifocal.losses.focal_tversky_loss`.
+        **common: see :mod:`unifocal.losses.constants`.
+    """
 
 
-@loss_function
-def unified_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
-                       lambda_: float = 0.5) -> Terms:
+@loss_function(check=check_unified_focal, terms=unified_focal_terms)
+def unified_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
+                       lambda_: float = 0.5, **common: Unpack[CommonKwargs]) -> Tensor:
     """Asymmetric Unified Focal loss (Eq. 20): ``λ·L_aF + (1-λ)·L_aFT``.
 
     One ``γ`` drives both halves: the background cross entropy is suppressed by ``(1 - p_bg)^γ``
     (Eq. 17) and each rare class's Tversky term enhanced as ``(1 - TI)^{1-γ}`` (Eq. 19); ``δ`` weights
     false negatives (and rare-class cross entropy), ``1-δ`` false positives. ``λ`` weights the
     distribution (cross-entropy) half: ``λ = 1`` is the cross-entropy side, ``λ = 0`` the Dice side
-    (Fig. 1). The authors' code weights the Tversky half instead: their ``weight = 1 - λ``.
+    (Fig. 1). The authors' code weights the Tversky half instead: their ``weight = 1 - λ``
+    (``docs/losses.md`` maps their parameters and MONAI's).
 
     Defaults ``δ = 0.6, γ = 0.2, λ = 0.5``: the paper's tuned optimum (Table 2). Special cases
     (Fig. 1): ``γ=0, δ=½, λ=0`` is the Dice loss; ``γ=0, δ=½, λ=1`` is ½ × cross entropy.
 
     Args:
         pred: ``(B, C, *spatial)`` logits (``C == 1``: binary sigmoid) or probabilities (``input="probs"``).
-        target: labels ``(B, *spatial)`` / ``(B, 1, *spatial)`` or one-hot ``(B, C, *spatial)``.
+        target: labels ``(B, *spatial)`` / ``(B, 1, *spatial)``, one-hot ``(B, C, *spatial)``, or
+            multi-hot ``(B, C, *spatial)`` with ``multilabel=True``.
         delta: FN weight in [0, 1], scalar or one per class.
         gamma: in [0, 1).
         lambda_: in [0, 1].
-        **common: ``input, rare_classes, background, ignore_index, batch, reduction, smooth``.
+        **common: ``input, multilabel, rare_classes, background, ignore_index, include_background, batch,
+            reduction, smooth, validate`` (:mod:`unifocal.losses.constants`).
 
     Example:
         >>> import torch
@@ -114,60 +167,37 @@ def unified_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gam
         >>> bool(torch.isfinite(value)) and logits.grad.shape == logits.shape
         True
     """
-    laf = core_of(asymmetric_focal_loss)(prep, delta, gamma)
-    laft = core_of(asymmetric_focal_tversky_loss)(prep, delta, gamma)
-    return lambda_ * laf + (1.0 - lambda_) * laft
 
 
-@loss_function
-def symmetric_unified_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
-                                 lambda_: float = 0.5) -> Terms:
-    """Symmetric Unified Focal loss (the authors' code): ``λ·L_sF + (1-λ)·L_sFT``, every class modulated."""
-    lsf = core_of(symmetric_focal_loss)(prep, delta, gamma)
-    lsft = core_of(symmetric_focal_tversky_loss)(prep, delta, gamma)
-    return lambda_ * lsf + (1.0 - lambda_) * lsft
+@loss_function(check=check_unified_focal, terms=symmetric_unified_focal_terms)
+def symmetric_unified_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6,
+                                 gamma: float = 0.2, lambda_: float = 0.5,
+                                 **common: Unpack[CommonKwargs]) -> Tensor:
+    """Symmetric Unified Focal loss (the authors' code): ``λ·L_sF + (1-λ)·L_sFT``, every class modulated.
+
+    Args:
+        pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
+        target: labels or one-hot / multi-hot, see :mod:`unifocal.losses.constants`.
+        delta: FN weight in [0, 1], scalar or one per class.
+        gamma: in [0, 1).
+        lambda_: in [0, 1].
+        **common: see :mod:`unifocal.losses.constants`.
+    """
 
 
-class ComboLoss(Loss):
+# --- modules -----------------------------------------------------------------------------------
+
+class ComboLoss(Loss, functional=combo_loss):
     """Module form of :func:`combo_loss` (defaults α = β = 0.5)."""
 
-    functional = staticmethod(combo_loss)
-    check = staticmethod(check_combo)
-    name = "combo"
 
-    def __init__(self, alpha: float = 0.5, beta: float | None = 0.5, **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"alpha": alpha, "beta": beta}, common)
-
-
-class HybridFocalLoss(Loss):
+class HybridFocalLoss(Loss, functional=hybrid_focal_loss):
     """Module form of :func:`hybrid_focal_loss`."""
 
-    functional = staticmethod(hybrid_focal_loss)
-    check = staticmethod(check_hybrid_focal)
-    name = "hybrid_focal"
 
-    def __init__(self, lambda_: float = 0.5, focal_alpha: Weights = 0.25, focal_gamma: float = 2.0,
-                 tversky_alpha: float = 0.3, tversky_beta: float = 0.7, tversky_gamma: float = 4 / 3,
-                 **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"lambda_": lambda_, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma,
-                          "tversky_alpha": tversky_alpha, "tversky_beta": tversky_beta,
-                          "tversky_gamma": tversky_gamma}, common)
-
-
-class UnifiedFocalLoss(Loss):
+class UnifiedFocalLoss(Loss, functional=unified_focal_loss):
     """Module form of :func:`unified_focal_loss` (Eq. 20; defaults δ=0.6, γ=0.2, λ=0.5)."""
 
-    functional = staticmethod(unified_focal_loss)
-    check = staticmethod(check_unified_focal)
-    name = "unified_focal"
 
-    def __init__(self, delta: float | Sequence[float] = 0.6, gamma: float = 0.2, lambda_: float = 0.5,
-                 **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"delta": delta, "gamma": gamma, "lambda_": lambda_}, common)
-
-
-class SymmetricUnifiedFocalLoss(UnifiedFocalLoss):
+class SymmetricUnifiedFocalLoss(Loss, functional=symmetric_unified_focal_loss):
     """Module form of :func:`symmetric_unified_focal_loss`."""
-
-    functional = staticmethod(symmetric_unified_focal_loss)
-    name = "symmetric_unified_focal"

@@ -1,8 +1,10 @@
 """Accepted shapes, argument vocabulary and names shared by every loss (written down once).
 
+The conventions behind every formula are stated in ``docs/losses.md``.
+
 Shapes
 ------
-``input``
+``pred``
     ``(B, C, *spatial)`` with 1, 2 or 3 spatial dimensions. ``input="logits"`` (default): raw network
     scores, turned into log-probabilities by ``log_softmax`` over ``C`` (``C >= 2``) or by
     ``logsigmoid`` for a single-channel binary output (``C == 1``, treated as the two classes
@@ -16,18 +18,30 @@ Shapes
       (``K = 2`` when ``C == 1``), or ``ignore_index``; or
     * one-hot / soft labels ``(B, C, *spatial)`` (floating point, each position summing to one over
       ``C``); for ``C == 1`` a floating ``(B, 1, *spatial)`` target is the foreground probability.
+    * with ``multilabel=True``: a multi-hot target ``(B, C, *spatial)`` (bool or integer 0/1, or
+      floating values in ``[0, 1]``), channels free to overlap.
 
     Integer targets are never expanded into a one-hot tensor the size of the input: per-class sums
     are gathered with ``scatter_add``.
 
 Common keyword arguments (every loss)
 -------------------------------------
-``input``: ``"logits" | "probs"``. ``rare_classes``: sequence of class indices treated as rare
-(default: every class but ``background``). ``background``: index of the background class (default
-0). ``ignore_index``: label value whose positions take no part in any sum (default ``None``).
+``input``: ``"logits" | "probs"``. ``multilabel``: every channel is its own binary (sigmoid) problem,
+for overlapping regions (default ``False``). ``rare_classes``: sequence of class indices treated as
+rare (default: every class but ``background``). ``background``: index of the background class
+(default 0). ``ignore_index``: label value whose positions take no part in any sum (default
+``None``). ``include_background``: ``False`` leaves the background class (the first channel with
+``multilabel=True``) out of every sum and mean over classes, as MONAI does (default ``True``).
 ``batch``: pool TP/FP/FN over the whole batch instead of per sample (default ``False``).
 ``reduction``: ``"mean" | "sum" | "none"`` over samples (``"none"`` returns ``(B,)``).
 ``smooth``: additive smoothing of every Tversky/Dice ratio (default ``1e-6``, the authors' value).
+``validate``: run the checks that read tensor values (NaN/Inf, label range, one-hot and probability
+sums; default ``True``); shape and dtype checks always run.
+
+MONAI's spelling is accepted too (``docs/losses.md``, "MONAI dialect"): ``softmax=True`` (logits,
+one class per position), ``sigmoid=True`` (logits, ``multilabel=True``), ``softmax=False,
+sigmoid=False`` (``input="probs"``), ``to_onehot_y=True`` (the target holds labels) or ``False``
+(the target is one-hot / multi-hot with ``C`` channels).
 """
 
 from __future__ import annotations
@@ -47,6 +61,10 @@ DEFAULT_SMOOTH: float = 1e-6
 #: Floor under ``1 - TI`` before a power with exponent below one, so that a perfect prediction keeps a
 #: finite gradient (the derivative of ``x**e`` at ``x = 0`` is infinite for ``e < 1``).
 POW_FLOOR: float = 1e-12
+#: Largest deviation from one accepted for class probabilities or one-hot / soft targets summed over
+#: the channels (float32 / float64 inputs, then float16 / bfloat16 inputs).
+SUM_TOL: float = 1e-3
+SUM_TOL_LOW_PRECISION: float = 2e-2
 
 #: The paper's seven compared losses (Tables 3-5), with the paper's settings as the registry defaults.
 PAPER_LOSSES: tuple[str, ...] = (

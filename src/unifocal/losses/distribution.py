@@ -1,54 +1,52 @@
 """Distribution-based (cross-entropy-type) losses: CE, Focal, Asymmetric and Symmetric Focal.
 
-Each is a pure function ``f(pred, target, <params>, **common)`` plus a thin module. All are one
-distribution term of :class:`unifocal.losses._core.Terms`: per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``,
-averaged over the (valid) positions of a sample, then reduced over the batch.
+Each is a function ``f(pred, target, <params>, **common)`` plus the module derived from it. All are
+one distribution term of :class:`unifocal.losses._core.Terms`: per position
+``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, averaged over the (valid) positions of a sample, then
+reduced over the batch. Conventions: ``docs/losses.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from unifocal.losses._base import DeltaGammaLoss, Loss, loss_function
-from unifocal.losses._core import (
-    CommonKwargs,
-    Prepared,
-    Terms,
-    check_range,
-    check_unit,
-    check_weights,
-    distribution_terms,
-)
+from unifocal.losses._base import Loss, loss_function
+from unifocal.losses._core import Prepared, Terms, check_range, check_unit, check_weights, distribution_terms
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from unifocal.losses._core import CommonKwargs
 
 Weights = float | Sequence[float] | None
 
 
 # --- parameter checks -------------------------------------------------------------------------
 
-def check_cross_entropy(weight: Sequence[float] | None = None) -> None:
+def check_cross_entropy(weight: Sequence[float] | None) -> None:
     if weight is not None:
         check_weights("weight", weight)
 
 
-def check_focal(alpha: Weights = 0.25, gamma: float = 2.0) -> None:
-    if isinstance(alpha, int | float):
+def check_focal(alpha: Weights, gamma: float) -> None:
+    if isinstance(alpha, int | float) and not isinstance(alpha, bool):
         check_unit("alpha", alpha)
     elif alpha is not None:
         check_weights("alpha", alpha)
     check_range("gamma", gamma, 0.0)
 
 
-def check_asymmetric_focal(delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> None:
+def check_delta_gamma(delta: float | Sequence[float], gamma: float) -> None:
     check_unit("delta", delta)
     check_range("gamma", gamma, 0.0)
 
 
-# --- per-class vectors -------------------------------------------------------------------------
+# --- per-class numbers -------------------------------------------------------------------------
 
-def focal_alpha(prep: Prepared, alpha: Weights) -> Tensor | None:
+def focal_alpha(prep: Prepared, alpha: Weights) -> tuple[float, ...] | None:
     """Class weights of the Focal loss: a scalar α weights the rare classes, 1-α the others (Lin et al.)."""
     if alpha is None:
         return None
@@ -57,25 +55,42 @@ def focal_alpha(prep: Prepared, alpha: Weights) -> Tensor | None:
     return prep.class_vector("alpha", alpha)
 
 
-def delta_weights(prep: Prepared, delta: float | Sequence[float]) -> Tensor:
+def delta_weights(prep: Prepared, delta: float | Sequence[float]) -> tuple[float, ...]:
     """Class weights ``δ_r`` for rare classes and ``1 - δ_c`` for the background and other classes."""
     d = prep.class_vector("delta", delta)
-    w = 1.0 - d
     _, rare = prep.roles()
-    if rare:
-        w[list(rare)] = d[list(rare)]
-    return w
+    return tuple(d[c] if c in rare else 1.0 - d[c] for c in range(len(d)))
 
 
-# --- pure functions ----------------------------------------------------------------------------
+# --- descriptions ------------------------------------------------------------------------------
 
-@loss_function
-def cross_entropy_loss(prep: Prepared, weight: Sequence[float] | None = None) -> Terms:
+def cross_entropy_terms(prep: Prepared, weight: Sequence[float] | None) -> Terms:
+    return distribution_terms(None if weight is None else prep.class_vector("weight", weight), None)
+
+
+def focal_terms(prep: Prepared, alpha: Weights, gamma: float) -> Terms:
+    return distribution_terms(focal_alpha(prep, alpha), prep.class_vector("gamma", gamma))
+
+
+def asymmetric_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float) -> Terms:
+    return distribution_terms(delta_weights(prep, delta), prep.by_role(background=gamma, rare=0.0, other=0.0))
+
+
+def symmetric_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float) -> Terms:
+    return distribution_terms(delta_weights(prep, delta), prep.class_vector("gamma", gamma))
+
+
+# --- functions -----------------------------------------------------------------------------------
+
+@loss_function(check=check_cross_entropy, terms=cross_entropy_terms)
+def cross_entropy_loss(pred: Tensor, target: Tensor, weight: Sequence[float] | None = None,
+                       **common: Unpack[CommonKwargs]) -> Tensor:
     """Categorical cross entropy ``-Σ_c w_c g_c log p_c``, mean over positions.
 
     The paper's distribution-based baseline (Section 2). With class weights this is the plain mean of
     the weighted terms (not divided by the summed weights as ``torch.nn.functional.cross_entropy``
-    does); without weights the two agree.
+    does); without weights the two agree. With ``multilabel=True``: binary cross entropy per channel
+    (per-class ``weight`` does not apply there), averaged over channels.
 
     Args:
         pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
@@ -89,16 +104,23 @@ def cross_entropy_loss(prep: Prepared, weight: Sequence[float] | None = None) ->
         >>> round(float(cross_entropy_loss(x, y)), 4)
         0.6931
     """
-    return distribution_terms(None if weight is None else prep.class_vector("weight", weight), None)
 
 
-@loss_function
-def focal_loss(prep: Prepared, alpha: Weights = 0.25, gamma: float = 2.0) -> Terms:
+@loss_function(check=check_focal, terms=focal_terms)
+def focal_loss(pred: Tensor, target: Tensor, alpha: Weights = 0.25, gamma: float = 2.0,
+               **common: Unpack[CommonKwargs]) -> Tensor:
     """Focal loss (Lin et al.; the paper's Eq. 6/7): ``-Σ_c α_c (1 - p_c)^γ g_c log p_c``.
 
     Defaults ``α = 0.25, γ = 2`` are the paper's settings (after Lin et al.). A scalar ``α`` weights
     the rare classes by ``α`` and the background (and other classes) by ``1 - α``; a sequence gives
     one weight per class; ``None`` weights every class by 1. ``γ = 0`` gives (weighted) cross entropy.
+
+    Args:
+        pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
+        target: labels or one-hot / multi-hot, see :mod:`unifocal.losses.constants`.
+        alpha: scalar in [0, 1], one non-negative weight per class, or ``None``.
+        gamma: focusing exponent, ``>= 0``.
+        **common: see :mod:`unifocal.losses.constants`.
 
     Example:
         >>> import torch
@@ -106,68 +128,57 @@ def focal_loss(prep: Prepared, alpha: Weights = 0.25, gamma: float = 2.0) -> Ter
         >>> bool(torch.isclose(focal_loss(x, y, alpha=None, gamma=0.0), cross_entropy_loss(x, y)))
         True
     """
-    return distribution_terms(focal_alpha(prep, alpha), prep.class_vector("gamma", gamma))
 
 
-@loss_function
-def asymmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Terms:
+@loss_function(check=check_delta_gamma, terms=asymmetric_focal_terms)
+def asymmetric_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
+                          **common: Unpack[CommonKwargs]) -> Tensor:
     """Asymmetric Focal loss (Eq. 17): the focal modulation suppresses the background only.
 
     Per position: background ``(1-δ)(1 - p_bg)^γ (-log p_bg) g_bg``; each rare class
     ``δ (-log p_r) g_r`` (no modulation, so rare-class gradients are kept); other classes (neither
     background nor rare) ``(1-δ)(-log p_c) g_c``. Mean over positions. Defaults ``δ = 0.6, γ = 0.2``:
     the paper's tuned optimum of the Unified Focal loss (the authors' code defaults to 0.7 and 2).
-    ``δ`` may be a per-class sequence.
+
+    Args:
+        pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
+        target: labels or one-hot / multi-hot, see :mod:`unifocal.losses.constants`.
+        delta: weight of the rare classes in [0, 1] (``1 - δ`` for the others), scalar or one per class.
+        gamma: background suppression exponent, ``>= 0``.
+        **common: see :mod:`unifocal.losses.constants`.
     """
-    g = prep.by_role(background=gamma, rare=0.0, other=0.0)
-    return distribution_terms(delta_weights(prep, delta), g)
 
 
-@loss_function
-def symmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Terms:
+@loss_function(check=check_delta_gamma, terms=symmetric_focal_terms)
+def symmetric_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
+                         **common: Unpack[CommonKwargs]) -> Tensor:
     """Symmetric Focal loss (the authors' code; not printed in the paper): every class modulated.
 
     Per position ``w_c (1 - p_c)^γ (-log p_c) g_c`` with ``w = δ`` for rare classes and ``1-δ`` for the
     others. With two classes this is the Focal loss with ``α = δ``.
+
+    Args:
+        pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
+        target: labels or one-hot / multi-hot, see :mod:`unifocal.losses.constants`.
+        delta: weight of the rare classes in [0, 1], scalar or one per class.
+        gamma: focusing exponent, ``>= 0``.
+        **common: see :mod:`unifocal.losses.constants`.
     """
-    return distribution_terms(delta_weights(prep, delta), prep.class_vector("gamma", gamma))
 
 
 # --- modules -----------------------------------------------------------------------------------
 
-class CrossEntropyLoss(Loss):
+class CrossEntropyLoss(Loss, functional=cross_entropy_loss):
     """Module form of :func:`cross_entropy_loss`."""
 
-    functional = staticmethod(cross_entropy_loss)
-    check = staticmethod(check_cross_entropy)
-    name = "cross_entropy"
 
-    def __init__(self, weight: Sequence[float] | None = None, **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"weight": None if weight is None else list(weight)}, common)
-
-
-class FocalLoss(Loss):
+class FocalLoss(Loss, functional=focal_loss):
     """Module form of :func:`focal_loss` (defaults α=0.25, γ=2: the paper's settings)."""
 
-    functional = staticmethod(focal_loss)
-    check = staticmethod(check_focal)
-    name = "focal"
 
-    def __init__(self, alpha: Weights = 0.25, gamma: float = 2.0, **common: Unpack[CommonKwargs]) -> None:
-        super().__init__({"alpha": alpha, "gamma": gamma}, common)
-
-
-class AsymmetricFocalLoss(DeltaGammaLoss):
+class AsymmetricFocalLoss(Loss, functional=asymmetric_focal_loss):
     """Module form of :func:`asymmetric_focal_loss` (Eq. 17)."""
 
-    functional = staticmethod(asymmetric_focal_loss)
-    check = staticmethod(check_asymmetric_focal)
-    name = "asymmetric_focal"
 
-
-
-class SymmetricFocalLoss(AsymmetricFocalLoss):
+class SymmetricFocalLoss(Loss, functional=symmetric_focal_loss):
     """Module form of :func:`symmetric_focal_loss`."""
-
-    functional = staticmethod(symmetric_focal_loss)
-    name = "symmetric_focal"

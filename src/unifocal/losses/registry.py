@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import inspect
 from typing import Any
 
-from unifocal.losses._base import Loss
-from unifocal.losses._core import COMMON_DEFAULTS
+from unifocal.losses._base import Loss, parameters_of
+from unifocal.losses._core import COMMON_DEFAULTS, MONAI_KEYS
 from unifocal.losses.compound import ComboLoss, HybridFocalLoss, SymmetricUnifiedFocalLoss, UnifiedFocalLoss
 from unifocal.losses.distribution import AsymmetricFocalLoss, CrossEntropyLoss, FocalLoss, SymmetricFocalLoss
 from unifocal.losses.region import (
@@ -43,9 +42,7 @@ def _lookup(name: str) -> type[Loss]:
 
 def loss_defaults(name: str) -> dict[str, Any]:
     """The loss's own parameters and their defaults (the common keyword arguments excluded)."""
-    sig = inspect.signature(_lookup(name).__init__)
-    return {p.name: p.default for p in sig.parameters.values()
-            if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+    return parameters_of(_lookup(name).functional)
 
 
 def get_loss(name: str, **params: Any) -> Loss:
@@ -55,7 +52,7 @@ def get_loss(name: str, **params: Any) -> Loss:
         ValueError: unknown name or parameter (the message lists close matches), or a bad value.
     """
     cls = _lookup(name)
-    allowed = set(loss_defaults(name)) | set(COMMON_DEFAULTS)
+    allowed = set(loss_defaults(name)) | set(COMMON_DEFAULTS) | set(MONAI_KEYS)
     for key in params:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
