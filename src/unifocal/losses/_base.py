@@ -16,7 +16,8 @@ an attribute (``UnifiedFocalLoss().delta``); ``forward`` calls the function. Fun
 therefore accept and refuse the same arguments.
 
 Evaluation dispatches here: logits with integer labels take the fused path
-(:mod:`unifocal.losses._fused`), everything else the autograd path (:func:`~unifocal.losses._core.evaluate`).
+(:mod:`unifocal.losses._fused`), everything else (and everything under ``torch.compile``) the
+autograd path (:func:`~unifocal.losses._core.evaluate`).
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: M
     """Evaluate a loss described by ``terms(prep, **params)`` on validated ``common`` arguments.
 
     Inputs are prepared once (float32, autocast disabled so that every sum accumulates in float32
-    under mixed precision); logits with integer labels take the fused path.
+    under mixed precision); logits with integer labels take the fused path, except while
+    ``torch.compile`` traces: the compiler fuses the plain formulation itself, and the fused path's
+    backward (autograd on the per-class statistics) would split the graph.
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         prep = prepare(pred, target, common)
         t = terms(prep, **params)
         if not common["include_background"] and not prep.multilabel:
             t = t.without_class(prep.roles()[0], prep.num_classes)
-        if prep.kind == "logits" and prep.labels is not None:
+        if prep.kind == "logits" and prep.labels is not None and not torch.compiler.is_compiling():
             per_row = fused_loss(prep, t)
         else:
             per_row = evaluate(prep, t)

@@ -19,7 +19,6 @@ The conventions behind every formula are stated in ``docs/losses.md``.
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -143,7 +142,12 @@ def _translate_monai(given: dict, c: dict) -> None:
 
 def check_unit(name: str, value: float | Sequence[float]) -> None:
     """Raise unless ``value`` (a number or a sequence of numbers) lies in [0, 1]."""
-    vals = [value] if isinstance(value, int | float) else list(value)
+    if isinstance(value, int | float):
+        vals = [value]
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        vals = list(value)
+    else:
+        raise ValueError(f"{name} must be a number in [0, 1] or a sequence of them, got {value!r}")
     for v in vals:
         if not isinstance(v, int | float) or isinstance(v, bool) or not (0.0 <= float(v) <= 1.0):
             raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
@@ -165,6 +169,8 @@ def check_range(name: str, value: float, low: float, high: float = math.inf, *,
 def check_weights(name: str, value: Sequence[float]) -> None:
     """Raise unless ``value`` is a sequence of finite non-negative numbers."""
     try:
+        if isinstance(value, str) or any(isinstance(v, bool) for v in value):
+            raise TypeError
         vals = [float(v) for v in value]
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a sequence of non-negative numbers, got {value!r}") from None
@@ -205,13 +211,19 @@ class Prepared:
     def multilabel(self) -> bool:
         return bool(self.common["multilabel"])
 
-    @functools.cached_property
-    def logp(self) -> Tensor:
-        if self.kind == "logits":
-            return F.log_softmax(self.x, dim=1)
-        return self.x.clamp(PROB_EPS, 1.0 - PROB_EPS).log()
+    _logp: Tensor | None = field(default=None, repr=False)
 
-    @functools.cached_property
+    # computed on first use, cached by hand (functools.cached_property takes a lock torch.compile cannot trace)
+    @property
+    def logp(self) -> Tensor:
+        if self._logp is None:
+            if self.kind == "logits":
+                self._logp = F.log_softmax(self.x, dim=1)
+            else:
+                self._logp = self.x.clamp(PROB_EPS, 1.0 - PROB_EPS).log()
+        return self._logp
+
+    @property
     def p(self) -> Tensor:
         return self.logp.exp() if self.kind == "logits" else self.x
 
@@ -454,11 +466,14 @@ def region_stats(prep: Prepared, clip: bool = False) -> tuple[Tensor, Tensor, Te
 
 
 def label_counts(prep: Prepared) -> Tensor:
-    """Number of valid positions of each class per row, ``(B', K)``, without a one-hot tensor."""
+    """Number of valid positions of each class per row, ``(B', K)``, without a one-hot tensor.
+
+    ``scatter_add`` rather than ``bincount``, whose output size depends on the data (a graph break
+    under ``torch.compile``).
+    """
     b, k, lab = prep.batch_size, prep.num_classes, prep.labels
-    offs = (lab + torch.arange(b, device=lab.device).unsqueeze(1) * k).reshape(-1)
-    w = None if prep.valid is None else prep.valid.reshape(-1)
-    return torch.bincount(offs, weights=w, minlength=b * k).view(b, k).to(prep.x.dtype)
+    w = prep.valid if prep.valid is not None else torch.ones_like(lab, dtype=prep.x.dtype)
+    return torch.zeros(b, k, device=lab.device, dtype=prep.x.dtype).scatter_add(1, lab, w)
 
 
 def pooled_stats(tp: Tensor, psum: Tensor, count: Tensor, batch: bool, channels: int

@@ -15,7 +15,7 @@ from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
     Prepared,
     Terms,
-    check_unit,
+    check_range,
     distribution_terms,
     region_terms,
     tversky_index,
@@ -45,22 +45,22 @@ if TYPE_CHECKING:
 # --- parameter checks -------------------------------------------------------------------------
 
 def check_combo(alpha: float, beta: float | None) -> None:
-    check_unit("alpha", alpha)
+    check_range("alpha", alpha, 0.0, 1.0, high_open=False)
     if beta is not None:
-        check_unit("beta", beta)
+        check_range("beta", beta, 0.0, 1.0, high_open=False)
 
 
 def check_hybrid_focal(lambda_: float, focal_alpha: Weights, focal_gamma: float, tversky_alpha: float,
                        tversky_beta: float, tversky_gamma: float) -> None:
-    check_unit("lambda_", lambda_)
-    check_focal(focal_alpha, focal_gamma)
-    check_focal_tversky(tversky_alpha, tversky_beta, tversky_gamma)
+    check_range("lambda_", lambda_, 0.0, 1.0, high_open=False)
+    check_focal(focal_alpha, focal_gamma, prefix="focal_")
+    check_focal_tversky(tversky_alpha, tversky_beta, tversky_gamma, prefix="tversky_")
 
 
 def check_unified_focal(delta: float | Sequence[float], gamma: float, lambda_: float) -> None:
     check_delta_gamma(delta, gamma)
     check_delta_enhancement(delta, gamma)
-    check_unit("lambda_", lambda_)
+    check_range("lambda_", lambda_, 0.0, 1.0, high_open=False)
 
 
 # --- descriptions ------------------------------------------------------------------------------

@@ -35,6 +35,26 @@ def downsample_target(target: Tensor, size: Sequence[int], pred_ndim: int) -> Te
     return F.interpolate(target, size=tuple(size), mode="area")
 
 
+def _reads_as(out: Tensor, target: Tensor, skip: int) -> bool:
+    """Whether ``out`` with ``skip`` leading non-spatial dims (2: ``(B, C)``, 3: ``(B, S, C)``) fits ``target``."""
+    spatial = tuple(out.shape[skip:])
+    if not 1 <= len(spatial) <= 3 or target.shape[0] != out.shape[0]:
+        return False
+    if target.ndim == len(spatial) + 1:
+        return tuple(target.shape[1:]) == spatial
+    return target.ndim == len(spatial) + 2 and tuple(target.shape[2:]) == spatial \
+        and target.shape[1] in (1, out.shape[skip - 1])
+
+
+def is_stacked(outputs: Tensor, target: Tensor) -> bool:
+    """Whether one tensor is MONAI DynUNet's stacked deep-supervision output ``(B, S, C, *spatial)``.
+
+    It is when it does not read as one output ``(B, C, *spatial)`` for ``target`` but does read as
+    stacked heads; pass ``stacked=True`` / ``False`` to :class:`DeepSupervisionLoss` to decide instead.
+    """
+    return not _reads_as(outputs, target, 2) and _reads_as(outputs, target, 3)
+
+
 class DeepSupervisionLoss(nn.Module):
     """Wrap any loss for a list of outputs at decreasing resolution (full resolution first).
 
@@ -43,6 +63,11 @@ class DeepSupervisionLoss(nn.Module):
     targets). Default weights: :func:`default_weights` (Eq. 22, ``w_i ∝ 2^{-i}``); given weights are
     normalised to sum to one. A single tensor (not a list) is passed straight to the wrapped loss,
     so the same module serves training (list) and validation (full-resolution tensor).
+
+    MONAI's DynUNet returns its deep-supervision heads stacked in one tensor ``(B, S, C, *spatial)``
+    (all at full resolution, main output first): such a tensor is read as the list of its ``S`` heads.
+    ``stacked=None`` (default) recognises it by its shape against the target (:func:`is_stacked`);
+    ``True`` / ``False`` decide without looking.
 
     Example:
         >>> import torch
@@ -53,8 +78,12 @@ class DeepSupervisionLoss(nn.Module):
         True
     """
 
-    def __init__(self, loss: nn.Module, weights: Sequence[float] | None = None) -> None:
+    def __init__(self, loss: nn.Module, weights: Sequence[float] | None = None,
+                 stacked: bool | None = None) -> None:
         super().__init__()
+        if stacked not in (None, True, False):
+            raise ValueError(f"stacked must be None, True or False, got {stacked!r}")
+        self.stacked = stacked
         if not callable(loss):
             raise ValueError(f"loss must be a callable loss module, got {loss!r}")
         self.loss = loss
@@ -68,7 +97,13 @@ class DeepSupervisionLoss(nn.Module):
 
     def forward(self, outputs: Tensor | Sequence[Tensor], target: Tensor) -> Tensor:
         if isinstance(outputs, Tensor):
-            return self.loss(outputs, target)
+            stacked = self.stacked if self.stacked is not None else is_stacked(outputs, target)
+            if not stacked:
+                return self.loss(outputs, target)
+            if outputs.ndim < 4:
+                raise ValueError(f"a stacked deep-supervision output has shape (B, S, C, *spatial), got "
+                                 f"{tuple(outputs.shape)}")
+            outputs = outputs.unbind(1)
         outputs = list(outputs)
         w = self.weights if self.weights is not None else default_weights(len(outputs))
         if len(w) != len(outputs):

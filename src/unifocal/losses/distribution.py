@@ -31,12 +31,13 @@ def check_cross_entropy(weight: Sequence[float] | None) -> None:
         check_weights("weight", weight)
 
 
-def check_focal(alpha: Weights, gamma: float) -> None:
+def check_focal(alpha: Weights, gamma: float, prefix: str = "") -> None:
+    """``prefix`` names the parameters as a compound loss spells them (``focal_alpha``)."""
     if isinstance(alpha, int | float) and not isinstance(alpha, bool):
-        check_unit("alpha", alpha)
+        check_unit(f"{prefix}alpha", alpha)
     elif alpha is not None:
-        check_weights("alpha", alpha)
-    check_range("gamma", gamma, 0.0)
+        check_weights(f"{prefix}alpha", alpha)
+    check_range(f"{prefix}gamma", gamma, 0.0)
 
 
 def check_delta_gamma(delta: float | Sequence[float], gamma: float) -> None:

@@ -37,16 +37,18 @@ def check_dice() -> None:
     """The Dice loss has no parameters of its own."""
 
 
-def check_tversky(alpha: float, beta: float) -> None:
-    check_range("alpha", alpha, 0.0)
-    check_range("beta", beta, 0.0)
+def check_tversky(alpha: float, beta: float, prefix: str = "") -> None:
+    """``prefix`` names the parameters as a compound loss spells them (``tversky_alpha``)."""
+    check_range(f"{prefix}alpha", alpha, 0.0)
+    check_range(f"{prefix}beta", beta, 0.0)
     if float(alpha) + float(beta) <= 0:
-        raise ValueError(f"alpha + beta must be positive, got alpha={alpha!r}, beta={beta!r}")
+        raise ValueError(f"{prefix}alpha + {prefix}beta must be positive, got {prefix}alpha={alpha!r}, "
+                         f"{prefix}beta={beta!r}")
 
 
-def check_focal_tversky(alpha: float, beta: float, gamma: float) -> None:
-    check_tversky(alpha, beta)
-    check_range("gamma", gamma, 0.0, low_open=True, hint=" (the exponent is 1/gamma)")
+def check_focal_tversky(alpha: float, beta: float, gamma: float, prefix: str = "") -> None:
+    check_tversky(alpha, beta, prefix)
+    check_range(f"{prefix}gamma", gamma, 0.0, low_open=True, hint=" (the exponent is 1/gamma)")
 
 
 def check_delta_enhancement(delta: float | Sequence[float], gamma: float) -> None:
