@@ -43,3 +43,98 @@ def test_focal_matches_monai_softmax_focal(shape, gamma):
     ref = MonaiFocal(gamma=gamma, use_softmax=True, to_onehot_y=True)(x, y)
     ours = L.focal_loss(x, y, alpha=None, gamma=gamma)
     assert float(ours) == pytest.approx(shape[1] * float(ref), rel=1e-6)  # MONAI computes in float32
+
+
+# --- MONAI's argument names (include_background, to_onehot_y, softmax, sigmoid) -------------------
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 4, 4, 5, 6)])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_monai_dialect_dice_and_tversky(shape, include_background):
+    x, y = _data(shape, 3)
+    kw = {"softmax": True, "to_onehot_y": True, "include_background": include_background}
+    s = 1e-6
+    ref = MonaiDice(**kw, smooth_nr=2 * s, smooth_dr=2 * s)(x, y)
+    assert float(L.dice_loss(x, y, smooth=s, **kw)) == pytest.approx(float(ref), rel=1e-10)
+    assert float(L.DiceLoss(smooth=s, **kw)(x, y)) == pytest.approx(float(ref), rel=1e-10)
+    ref = MonaiTversky(**kw, alpha=0.3, beta=0.7, smooth_nr=s, smooth_dr=s)(x, y)
+    assert float(L.tversky_loss(x, y, **kw)) == pytest.approx(float(ref), rel=1e-10)
+    # no activation (softmax=False, sigmoid=False): probabilities, one-hot target (to_onehot_y=False)
+    p = torch.softmax(x, 1)
+    onehot = torch.nn.functional.one_hot(y[:, 0], shape[1]).movedim(-1, 1).double()
+    ref = MonaiDice(include_background=include_background, smooth_nr=2 * s, smooth_dr=2 * s)(p, onehot)
+    ours = L.dice_loss(p, onehot, softmax=False, sigmoid=False, to_onehot_y=False, smooth=s,
+                       include_background=include_background)
+    assert float(ours) == pytest.approx(float(ref), rel=1e-10)
+
+
+def test_monai_dialect_focal_sigmoid_and_errors():
+    x, y = _data((2, 3, 6, 6), 4)
+    onehot = torch.nn.functional.one_hot(y[:, 0], 3).movedim(-1, 1).double()
+    ref = MonaiFocal(gamma=2.0, use_softmax=False)(x, onehot)  # sigmoid: per-channel binary focal
+    assert float(L.focal_loss(x, onehot, alpha=None, sigmoid=True)) == pytest.approx(float(ref), rel=1e-6)
+    with pytest.raises(ValueError, match="exclusive"):
+        L.DiceLoss(softmax=True, sigmoid=True)
+    with pytest.raises(ValueError, match="contradicts"):
+        L.DiceLoss(softmax=True, input="probs")
+    with pytest.raises(ValueError, match="to_onehot_y=True expects labels"):
+        L.dice_loss(x, onehot, to_onehot_y=True)
+    with pytest.raises(ValueError, match="to_onehot_y=False expects a one-hot target"):
+        L.dice_loss(x, y, to_onehot_y=False)
+
+
+# --- the parameter mapping table of docs/losses.md, one test per row --------------------------------
+
+@pytest.mark.parametrize("w,g,d", [(0.5, 0.5, 0.7), (0.2, 0.2, 0.6), (0.9, 0.0, 0.5), (0.0, 0.75, 0.3)])
+def test_mapping_row_monai_asymmetric_unified_focal_loss(w, g, d):
+    """MONAI AsymmetricUnifiedFocalLoss(weight=w, gamma=g, delta=d), on probabilities =
+    (1 - w/2) · unified_focal_loss(p, y, delta=d, gamma=g, lambda_=w/(2-w), input="probs", smooth=1e-7)."""
+    from monai.losses import AsymmetricUnifiedFocalLoss
+
+    gen = torch.Generator().manual_seed(5)
+    p = torch.softmax(torch.randn(3, 2, 12, 12, generator=gen, dtype=torch.float64) * 2, 1)
+    y = torch.randint(0, 2, (3, 1, 12, 12), generator=gen)
+    ref = AsymmetricUnifiedFocalLoss(to_onehot_y=True, num_classes=2, weight=w, gamma=g, delta=d)(p, y)
+    ours = (1 - w / 2) * L.unified_focal_loss(p, y, delta=d, gamma=g, lambda_=w / (2 - w), input="probs",
+                                              smooth=1e-7)
+    assert float(ours) == pytest.approx(float(ref), rel=1e-9)
+
+
+def test_mapping_row_authors_keras_asym_unified_focal_loss():
+    """The authors' Keras asym_unified_focal_loss(weight=w, delta=d, gamma=g), on probabilities =
+    unified_focal_loss(p, y, delta=d, gamma=g, lambda_=1 - w, input="probs", smooth=1e-7)."""
+    from tests.losses.test_reference_authors import _channels_first, _load
+
+    meta, arrays = _load()
+    records = [r for r in meta["records"] if r["function"] == "asym_unified_focal_loss"]
+    assert records
+    for r in records:
+        kw = r["kwargs"]
+        w, d, g = kw.get("weight", 0.5), kw.get("delta", 0.6), kw.get("gamma", 0.5)  # the authors' defaults
+        p = torch.from_numpy(_channels_first(arrays[f"{r['case']}__y_pred"])).float()
+        y = torch.from_numpy(_channels_first(arrays[f"{r['case']}__y_true"])).float()
+        ours = L.unified_focal_loss(p, y, delta=d, gamma=g, lambda_=1 - w, input="probs", smooth=1e-7)
+        assert float(ours) == pytest.approx(r["value"], rel=1e-5, abs=1e-8), r
+
+
+# --- MONAI DynUNet's stacked deep-supervision output (B, S, C, ...) ---------------------------------
+
+def test_dynunet_stacked_deep_supervision_output():
+    from monai.networks.nets import DynUNet
+
+    torch.manual_seed(0)
+    net = DynUNet(2, 1, 3, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2],
+                  deep_supervision=True, deep_supr_num=1).train()
+    out = net(torch.randn(2, 1, 16, 16))
+    assert out.shape == (2, 2, 3, 16, 16)  # (B, S, C, H, W): heads at full resolution, main first
+    y = torch.randint(0, 3, (2, 1, 16, 16))
+    ds = L.DeepSupervisionLoss(L.UnifiedFocalLoss())
+    expected = sum(w * L.unified_focal_loss(out[:, i], y) for i, w in enumerate(L.default_weights(2)))
+    value = ds(out, y)
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    value.backward()
+    assert float(L.DeepSupervisionLoss(L.UnifiedFocalLoss(), stacked=True)(out, y[:, 0])) == \
+        pytest.approx(float(expected), rel=1e-6)
+    single = out[:, 0].detach()  # one output of the same shape family still reads as one output
+    assert float(ds(single, y)) == pytest.approx(float(L.unified_focal_loss(single, y)), rel=1e-7)
+    with pytest.raises(ValueError, match="stacked"):
+        L.DeepSupervisionLoss(L.DiceLoss(), stacked="yes")
