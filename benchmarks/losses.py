@@ -14,9 +14,14 @@ resident set at once), sampled by a thread during the call. The gradient buffer 
 
 The last line printed is ``unified_focal/cross_entropy: <max ratio over the two shapes>``.
 
+``--compile`` measures eager against ``torch.compile`` instead: for each candidate (default
+``cross_entropy(torch)``, ``unified_focal``, ``dice``, ``focal``; ``--only`` to choose), the first
+compiled call (compilation included), then eager and compiled runs alternated, median of ``--reps``.
+
     python benchmarks/losses.py                 # CPU (or CUDA when present)
     python benchmarks/losses.py --reps 20 --device cuda
     python benchmarks/losses.py --only unified_focal   # cross entropy and the Unified Focal loss alone
+    python benchmarks/losses.py --compile --reps 10    # eager vs torch.compile
 """
 
 from __future__ import annotations
@@ -178,6 +183,44 @@ def peak_memory(shape_key: str, names: list[str], device: str) -> dict[str, floa
     return out
 
 
+COMPILE_DEFAULT = (CE, "unified_focal", "dice", "focal")
+
+
+def compare_compiled(shape, device, reps, only=None):
+    """``{name: (first compiled call s, eager median s, compiled median s)}`` for each candidate."""
+    import torch._dynamo
+
+    x, y = make_inputs(shape, device)
+    cands = candidates(shape[1])
+    names = [n for n in (only or COMPILE_DEFAULT) if n in cands]
+    out = {}
+    for n in names:
+        torch._dynamo.reset()
+        eager = cands[n]
+        compiled = torch.compile(eager)
+        sync(device)
+        t0 = time.perf_counter()
+        compiled(x, y).backward()
+        sync(device)
+        first = time.perf_counter() - t0
+        x.grad = None
+        med = _time_round_robin({"eager": eager, "compiled": compiled}, x, y, device, reps)
+        out[n] = (first, med["eager"], med["compiled"])
+    return out
+
+
+def main_compile(args) -> None:
+    only = [n for n in args.only.split(",") if n] or None
+    for key in args.shapes.split(","):
+        shape = SHAPES[key]
+        res = compare_compiled(shape, args.device, args.reps, only)
+        print(f"\n## shape {shape}: eager vs torch.compile (median of {args.reps}, alternated)")
+        print("| loss | first compiled call s | eager fwd+bwd ms | compiled fwd+bwd ms | compiled / eager |")
+        print("|---|---:|---:|---:|---:|")
+        for n, (first, e, c) in res.items():
+            print(f"| {n} | {first:.1f} | {e * 1e3:.1f} | {c * 1e3:.1f} | {c / e:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=12)
@@ -187,6 +230,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated candidates to time (cross entropy always)")
     ap.add_argument("--mode", choices=["pairwise", "all"], default="pairwise",
                     help="pairwise: each loss alternates with cross entropy; all: one round robin of every loss")
+    ap.add_argument("--compile", action="store_true", help="eager vs torch.compile instead of the loss table")
     ap.add_argument("--child", nargs=2, metavar=("SHAPE", "NAME"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -196,6 +240,9 @@ def main() -> None:
         ap.error("--reps must be at least 10 (median of >= 10 runs)")
     print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"cpu={platform.processor() or platform.machine()} nproc={os.cpu_count()}")
+    if args.compile:
+        main_compile(args)
+        return
     worst = 0.0
     for key in args.shapes.split(","):
         shape = SHAPES[key]

@@ -1,4 +1,4 @@
-"""An independent float64 NumPy re-derivation of every loss, written from shared/spec/LOSSES.md.
+"""An independent float64 NumPy re-derivation of every loss, written from the conventions of docs/losses.md.
 
 Deliberately naive: one-hot targets, explicit per-class loops, FP computed as Σ p·(1-g) directly
 (the library computes Σ p - TP and never builds a one-hot tensor).

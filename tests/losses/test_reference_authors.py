@@ -1,6 +1,6 @@
 """Test 1 of issue #2: agreement with values computed by the authors' own Keras code.
 
-Records: ``shared/reference/authors_keras`` (TensorFlow 2.21, float32, probability input,
+Records: ``<reference>/authors_keras`` (TensorFlow 2.21, float32, probability input,
 channels-last). Conventions mapped here: class axis moved to position 1; the authors' ``weight`` is
 ``1 - lambda_``; their Tversky ``delta`` weights false negatives (our ``beta``), ``1 - delta`` false
 positives (our ``alpha``); their Focal Tversky ``gamma`` is our exponent ``1/gamma``; their scalar focal
@@ -19,8 +19,15 @@ import torch
 
 import unifocal.losses as L
 
-REF_DIR = Path(os.environ.get("UNIFOCAL_REFERENCE", Path(__file__).resolve().parents[3] / "shared" / "reference")) \
-    / "authors_keras"
+
+def _reference_dir() -> Path:
+    """``$UNIFOCAL_REFERENCE``, else the ``reference`` folder beside ``$UNIFOCAL_DATA``."""
+    if os.environ.get("UNIFOCAL_REFERENCE"):
+        return Path(os.environ["UNIFOCAL_REFERENCE"])
+    return Path(os.environ.get("UNIFOCAL_DATA", "data")).resolve().parent / "reference"
+
+
+REF_DIR = _reference_dir() / "authors_keras"
 
 
 def _load():

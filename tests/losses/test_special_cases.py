@@ -1,4 +1,4 @@
-"""Test 2 of issue #2: the special cases of the paper's Fig. 1 (shared/spec/LOSSES.md), to 1e-6."""
+"""Test 2 of issue #2: the special cases of the paper's Fig. 1 (docs/losses.md), to 1e-6."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def tversky_terms(prep: Prepared, fp_weight: float | Sequence[float], fn_weight:
 
 
 def delta_tversky_terms(prep: Prepared, delta: float | Sequence[float], exponent: Sequence[float]) -> Terms:
-    """``TI_c`` with ``δ_c`` on false negatives and ``1 - δ_c`` on false positives (``docs/losses.md``, 1)."""
+    """``TI_c`` with ``δ_c`` on false negatives and ``1 - δ_c`` on false positives (``docs/losses.md``, convention 1)."""
     d = prep.class_vector("delta", delta)
     return tversky_terms(prep, [1.0 - v for v in d], list(d), exponent, clip=True)
 
@@ -141,7 +141,7 @@ def tversky_loss(pred: Tensor, target: Tensor, alpha: float = 0.3, beta: float =
 
 @loss_function(check=check_dice, terms=dice_terms)
 def dice_loss(pred: Tensor, target: Tensor, **common: Unpack[CommonKwargs]) -> Tensor:
-    """Dice loss: ``mean_c (1 - DSC_c)`` with the soft ``DSC = 2TP / (2TP + FP + FN)`` (``docs/losses.md``, 10).
+    """Dice loss: ``mean_c (1 - DSC_c)`` with the soft ``DSC = 2TP / (2TP + FP + FN)`` (``docs/losses.md``, convention 11).
 
     Args:
         pred: ``(B, C, *spatial)`` logits (or probabilities with ``input="probs"``).
