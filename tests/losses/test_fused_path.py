@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from unifocal.losses import available_losses, get_loss
+from unifocal.losses._base import describe
 from unifocal.losses._core import check_common, evaluate, prepare, reduce
 
 
@@ -15,7 +16,8 @@ def _autograd(loss, x, y):
     params = {k: getattr(loss, k) for k in loss.parameter_names}
     common = check_common({k: getattr(loss, k) for k in loss.common_names})
     prep = prepare(x, y, common)
-    return reduce(evaluate(prep, fn.terms(prep, **params)), common["reduction"])
+    return reduce(prep.unfold(evaluate(prep, describe(prep, fn.terms, params))), common["reduction"])
+
 
 CASES = {
     "binary": ((3, 2, 9, 7), {}),
@@ -24,6 +26,9 @@ CASES = {
     "4-class-ignore-batch": ((2, 4, 8, 6), {"ignore_index": 255, "batch": True}),
     "binary-ignore": ((2, 2, 10, 10), {"ignore_index": -1}),
     "rare-2-background-1": ((2, 3, 6, 6), {"rare_classes": [2], "background": 1}),
+    "exclude-background": ((2, 3, 6, 6), {"include_background": False}),
+    "binary-exclude-background-batch": ((2, 2, 6, 6), {"include_background": False, "batch": True}),
+    "multilabel": ((2, 3, 6, 6), {"multilabel": True}),
 }
 PARAMS = {"focal": {"alpha": [0.2, 0.5, 0.9, 0.4]}, "cross_entropy": {"weight": [0.3, 1.2, 2.0, 0.0]},
           "unified_focal": {"delta": [0.3, 0.8, 0.6, 0.7]}, "symmetric_unified_focal": {"gamma": 0.4},
@@ -51,9 +56,12 @@ def test_fused_equals_autograd(name, case):
     x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
     k = max(shape[1], 2)
     y = torch.randint(0, k, (shape[0], *shape[2:]), generator=gen)
+    if common.get("multilabel"):
+        y = torch.rand(shape, generator=gen) < 0.4
     if "ignore_index" in common:
         y[torch.rand(y.shape, generator=gen) < 0.2] = common["ignore_index"]
-    params = {key: (v[:k] if isinstance(v, list) else v) for key, v in PARAMS.get(name, {}).items()}
+    params = {key: (v[:k] if isinstance(v, list) else v) for key, v in PARAMS.get(name, {}).items()
+              if not (common.get("multilabel") and isinstance(v, list))}
     loss = get_loss(name, **params, **common)
     results = []
     for path in (loss, lambda a, b: _autograd(loss, a, b)):

@@ -30,10 +30,18 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from unifocal.losses._core import COMMON_DEFAULTS, Terms, check_common, evaluate, prepare, reduce
+from unifocal.losses._core import COMMON_DEFAULTS, Prepared, Terms, check_common, evaluate, prepare, reduce
 from unifocal.losses._fused import fused_loss
 
 F = TypeVar("F", bound=Callable[..., Tensor])
+
+
+def describe(prep: Prepared, terms: Callable[..., Terms], params: Mapping[str, Any]) -> Terms:
+    """The loss's description on ``prep``, with the background left out when ``include_background=False``."""
+    t = terms(prep, **params)
+    if not prep.common["include_background"] and not prep.multilabel:
+        t = t.without_class(prep.roles()[0], prep.num_classes)
+    return t
 
 
 def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: Mapping[str, Any],
@@ -47,9 +55,7 @@ def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: M
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         prep = prepare(pred, target, common)
-        t = terms(prep, **params)
-        if not common["include_background"] and not prep.multilabel:
-            t = t.without_class(prep.roles()[0], prep.num_classes)
+        t = describe(prep, terms, params)
         if prep.kind == "logits" and prep.labels is not None and not torch.compiler.is_compiling():
             per_row = fused_loss(prep, t)
         else:

@@ -306,7 +306,8 @@ def _check_sums_to_one(v: Tensor, tol: float, what: str, hint: str) -> None:
 
 
 _MULTILABEL_HINT = ("for multi-label (overlapping, multi-hot) targets or independent per-channel "
-                    "probabilities pass multilabel=True (or MONAI's sigmoid=True)")
+                    "probabilities pass multilabel=True (or MONAI's sigmoid=True); to leave positions out, "
+                    "pass integer labels with ignore_index; validate=False skips this check")
 
 
 def _as_label_map(target: Tensor, validate: bool) -> Tensor:
