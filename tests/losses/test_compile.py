@@ -11,6 +11,7 @@ import unifocal.losses as L
 @pytest.mark.parametrize("make,shape", [
     (lambda: L.UnifiedFocalLoss(), (2, 3, 8, 8)),
     (lambda: L.DeepSupervisionLoss(L.DiceLoss(ignore_index=255)), (2, 1, 8, 8)),
+    (lambda: L.unified_focal_loss, (2, 2, 8, 8)),  # the functional API: the same checks, traced
 ])
 def test_no_graph_break_logits_with_labels(make, shape):
     torch._dynamo.reset()
