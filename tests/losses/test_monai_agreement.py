@@ -67,6 +67,18 @@ def test_monai_dialect_dice_and_tversky(shape, include_background):
     assert float(ours) == pytest.approx(float(ref), rel=1e-10)
 
 
+def test_monai_dialect_single_channel_sigmoid_dice():
+    """One sigmoid channel: MONAI's Dice is the foreground's alone, ours with include_background=False."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (2, 1, 8, 8), generator=gen)
+    s = 1e-6
+    ref = MonaiDice(sigmoid=True, smooth_nr=2 * s, smooth_dr=2 * s)(x, y.double())
+    for kw in ({"sigmoid": True}, {}):  # multi-label or plain binary: the same single-channel problem
+        ours = L.dice_loss(x, y, include_background=False, smooth=s, **kw)
+        assert float(ours) == pytest.approx(float(ref), rel=1e-10)
+
+
 def test_monai_dialect_focal_sigmoid_and_errors():
     x, y = _data((2, 3, 6, 6), 4)
     onehot = torch.nn.functional.one_hot(y[:, 0], 3).movedim(-1, 1).double()
@@ -132,7 +144,7 @@ def test_dynunet_stacked_deep_supervision_output():
     value = ds(out, y)
     assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
     value.backward()
-    assert float(L.DeepSupervisionLoss(L.UnifiedFocalLoss(), stacked=True)(out, y[:, 0])) == \
+    assert float(L.DeepSupervisionLoss(L.UnifiedFocalLoss(), stacked=True)(out.detach(), y[:, 0])) == \
         pytest.approx(float(expected), rel=1e-6)
     single = out[:, 0].detach()  # one output of the same shape family still reads as one output
     assert float(ds(single, y)) == pytest.approx(float(L.unified_focal_loss(single, y)), rel=1e-7)

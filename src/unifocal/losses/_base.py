@@ -39,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Tensor])
 def describe(prep: Prepared, terms: Callable[..., Terms], params: Mapping[str, Any]) -> Terms:
     """The loss's description on ``prep``, with the background left out when ``include_background=False``."""
     t = terms(prep, **params)
-    if not prep.common["include_background"] and not prep.multilabel:
+    if prep.exclude_background:
         t = t.without_class(prep.roles()[0], prep.num_classes)
     return t
 

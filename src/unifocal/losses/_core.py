@@ -198,6 +198,7 @@ class Prepared:
     kind: str               # "logits" or "probs"
     common: dict            # the validated common keyword arguments
     channels: int = 1       # channels folded into the rows (multilabel mode), else 1
+    exclude_background: bool = False  # leave the background class out of every class sum and mean
 
     @property
     def num_classes(self) -> int:
@@ -260,13 +261,6 @@ class Prepared:
         return tuple(float(background) if c == bg else float(rare) if c in rare_cls else float(other)
                      for c in range(self.num_classes))
 
-    def region_classes(self) -> list[int] | None:
-        """Classes averaged by the region terms: ``None`` for all, else all but the excluded background."""
-        if self.common["include_background"] or self.multilabel:
-            return None  # multilabel: the excluded channel was dropped before folding
-        bg, _ = self.roles()
-        return [c for c in range(self.num_classes) if c != bg]
-
     def tensor(self, values: Sequence[float]) -> Tensor:
         """``values`` as a tensor on the input's device and dtype."""
         return torch.tensor(list(values), device=self.x.device, dtype=self.x.dtype)
@@ -328,6 +322,9 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
         raise ValueError(f"pred must have shape (B, C, *spatial) with 1-3 spatial dims, got {tuple(pred.shape)}")
     if pred.shape[1] < 1:
         raise ValueError(f"pred has no channels: shape {tuple(pred.shape)}")
+    # include_background=False: multi-label mode drops the first channel (MONAI's meaning), except for a
+    # single channel, where (as in every other mode) the background class is left out of the sums
+    exclude_background = not common["include_background"] and (not common["multilabel"] or pred.shape[1] == 1)
     if common["multilabel"]:
         pred, target, channels = _fold_channels(pred, target, common)
     else:
@@ -412,7 +409,7 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
 
     if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits; probabilities [1 - p, p]
         x = torch.cat([torch.zeros_like(x), x], dim=1) if kind == "logits" else torch.cat([1.0 - x, x], dim=1)
-    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common, channels)
+    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common, channels, exclude_background)
 
 
 def _fold_channels(pred: Tensor, target: Tensor, common: dict) -> tuple[Tensor, Tensor, int]:
@@ -427,9 +424,7 @@ def _fold_channels(pred: Tensor, target: Tensor, common: dict) -> tuple[Tensor, 
     if common["to_onehot_y"]:
         raise ValueError("to_onehot_y=True does not apply to multi-label targets (already one channel per "
                          "region); leave it unset or False")
-    if not common["include_background"]:
-        if c == 1:
-            raise ValueError("include_background=False would leave no channel: pred has a single channel")
+    if not common["include_background"] and c > 1:
         pred, target, c = pred[:, 1:], target[:, 1:], c - 1
     if target.dtype == torch.bool:
         target = target.to(torch.uint8)
