@@ -140,12 +140,14 @@ def test_dynunet_stacked_deep_supervision_output():
     assert out.shape == (2, 2, 3, 16, 16)  # (B, S, C, H, W): heads at full resolution, main first
     y = torch.randint(0, 3, (2, 1, 16, 16))
     ds = L.DeepSupervisionLoss(L.UnifiedFocalLoss())
-    expected = sum(w * L.unified_focal_loss(out[:, i], y) for i, w in enumerate(L.default_weights(2)))
+    heads = out.detach()
+    expected = float(sum(w * L.unified_focal_loss(heads[:, i], y) for i, w in enumerate(L.default_weights(2))))
     value = ds(out, y)
-    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
-    value.backward()
-    assert float(L.DeepSupervisionLoss(L.UnifiedFocalLoss(), stacked=True)(out.detach(), y[:, 0])) == \
-        pytest.approx(float(expected), rel=1e-6)
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-6)
+    value.backward()  # gradients reach the network through every head
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    assert float(L.DeepSupervisionLoss(L.UnifiedFocalLoss(), stacked=True)(heads, y[:, 0])) == \
+        pytest.approx(expected, rel=1e-6)
     single = out[:, 0].detach()  # one output of the same shape family still reads as one output
     assert float(ds(single, y)) == pytest.approx(float(L.unified_focal_loss(single, y)), rel=1e-7)
     with pytest.raises(ValueError, match="stacked"):
