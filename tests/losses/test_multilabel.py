@@ -62,6 +62,9 @@ def test_multilabel_against_monai_sigmoid_losses():
     # sigmoid focal loss (alpha=None): mean over channels and positions of (1 - p_t)^γ BCE
     ref = FocalLoss(gamma=2.0, use_softmax=False)(x, g)
     assert float(L.focal_loss(x, y, alpha=None, gamma=2.0, multilabel=True)) == pytest.approx(float(ref), rel=1e-6)
+    # scalar alpha: α inside the region (rare role), 1 - α outside (background role), as Lin et al.'s sigmoid form
+    ref = FocalLoss(gamma=2.0, alpha=0.25, use_softmax=False)(x, g)
+    assert float(L.focal_loss(x, y, multilabel=True)) == pytest.approx(float(ref), rel=1e-6)
     bce = F.binary_cross_entropy_with_logits(x, g)
     assert float(L.cross_entropy_loss(x, y, multilabel=True)) == pytest.approx(float(bce), rel=1e-10)
 
