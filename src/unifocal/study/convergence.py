@@ -74,11 +74,14 @@ def last_quarter_gain(val_dsc: Sequence[float]) -> float:
 
 
 def convergence_rows(arms: dict[str, Arm], order: Sequence[str] | None = None) -> list[RunConvergence]:
-    """One :class:`RunConvergence` per finished run, arms in ``order`` then folds ascending."""
+    """One :class:`RunConvergence` per finished run that has its ``log.csv``, arms in ``order`` then
+    folds ascending."""
     out = []
     for name in order or sorted(arms):
         for fold in sorted(arms[name].runs):
             run = arms[name].runs[fold]
+            if not (run.run_dir / "log.csv").is_file():
+                continue
             log = read_log(run.run_dir)
             dsc = [r["val_dsc"] for r in log]
             s = run.summary
@@ -99,7 +102,7 @@ def convergence_markdown(rows: Sequence[RunConvergence], titles: dict[str, str],
         lines.append(f"| {titles.get(r.arm, r.arm)} | {r.fold} | {r.best_epoch} | {r.stop_epoch} | {r.max_epochs} | "
                      f"{r.best_val_dsc:.3f} | {r.last_quarter_gain:.3f}{flag} | {r.wall_time_s / 60:.1f} |")
     if not rows:
-        return "\n".join(lines) + "\n\nNo finished run.\n"
+        return "\n".join(lines) + "\n\nNo finished run with a log.csv.\n"
     n_ok = sum(r.last_quarter_gain <= tolerance for r in rows)
     early = sum(r.stopped_early for r in rows)
     stops = sorted(r.stop_epoch for r in rows)

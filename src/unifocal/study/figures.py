@@ -58,7 +58,7 @@ def save_figure(fig: Any, path_stem: str | Path, formats: Sequence[str] = ("png"
 def fig2_components(p: np.ndarray, gamma: float, delta: float = 0.6) -> dict[str, np.ndarray]:
     """The loss components of one position against the probability ``p`` of its true class.
 
-    Formulas of ``../shared/spec/LOSSES.md`` (conventions 1, 3, 4, 9), per position:
+    Formulas of ``docs/losses.md`` ("Conventions" 1, 3, 4, 9), per position:
 
     * asymmetric focal, background: ``(1-δ)·(1-p)^γ·(-log p)``; foreground (rare): ``δ·(-log p)``;
       the symmetric variant modulates the foreground too: ``δ·(1-p)^γ·(-log p)``.

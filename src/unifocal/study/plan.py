@@ -8,7 +8,7 @@ folders: finished runs are skipped and interrupted ones resumed by
 An *arm* is a loss with its parameters (all folds of it), named ``<loss>[-<param><value>...]``, e.g.
 ``unified_focal-delta0.6-gamma0.2-lambda0.5``.
 
-Lambda convention (``../shared/spec/LOSSES.md``, convention 2): in this library λ weights the
+Lambda convention (``docs/losses.md``, "Conventions", 2): in this library λ weights the
 distribution (focal) term, ``L_UF = λ·L_aF + (1-λ)·L_aFT`` (Eq. 20). The paper's Table 2 λ column
 follows the authors' code, where λ weights the Tversky term, so a Table 2 value ``λ_T`` is the run
 ``lambda_ = 1 - λ_T``. Because the grid 0, 0.1, ..., 1 is symmetric, the set of runs is the same; only
