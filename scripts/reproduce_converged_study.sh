@@ -11,7 +11,7 @@
 #   busi_fold0   BUSI, the paper's seven losses, fold 0 (the learning curves)
 #   busi         BUSI, the paper's seven losses, all 5 folds
 #   sgd_recipe   BUSI, the paper's SGD recipe as printed, Unified Focal and Dice, fold 0, with diagnostics;
-#                then the same with the U-Net paper's initialisation
+#                then the same with the U-Net paper's initialisation, and with instance normalisation
 #   hippocampus  Hippocampus 3D, the paper's seven losses, fold 0
 #   busi_delta   BUSI, the delta sweep of Table 2 (gamma = 0, lambda = 0.5), fold 0
 # WORKERS (default 2) runs that many trainings side by side, one torch thread each.
@@ -45,7 +45,10 @@ for stage in "${stages[@]}"; do
                         --splits-dir "$root/busi" --out "$root/busi_sgd_recipe"
                     timed sgd_recipe_he unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe_he.yaml" \
                         --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
-                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe_he" ;;
+                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe_he"
+                    timed sgd_recipe_in unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe_in.yaml" \
+                        --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
+                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe_in" ;;
         hippocampus) timed hippocampus unifocal study compare "${hippocampus[@]}" --losses paper --fold 0 \
                          --out "$root/hippocampus" ;;
         busi_delta) timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
