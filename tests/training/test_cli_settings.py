@@ -183,7 +183,7 @@ def test_one_convention_for_every_command():
             assert opts["-q"] is opts["--quiet"], name
     # the training settings are the same options in train and study compare / tune
     shared = ("--patch-size", "--samples-per-epoch", "--overlap", "--dataset-option", "--config", "-c",
-              "--model-param", "--lr", "--split-seed")
+              "--model-param", "--lr", "--patience", "--lr-patience", "--split-seed")
     for name in ("train", "study compare", "study tune"):
         opts = {o for p in cmds[name].params for o in p.opts}
         assert set(shared) <= opts, (name, set(shared) - opts)

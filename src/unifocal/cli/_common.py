@@ -71,6 +71,10 @@ TRAIN_OPTIONS: dict[str, Any] = {
                                               help="Training patches per epoch (default: one per case)."),
     "overlap": typer.Option(None, "--overlap", help="Sliding-window overlap in [0, 1) (default 0.5)."),
     "lr": typer.Option(None, "--lr", help="Learning rate (scheme default)."),
+    "patience": typer.Option(None, "--patience", help="Early stopping: epochs without a lower validation loss "
+                             "(default: off, train every epoch)."),
+    "lr_patience": typer.Option(None, "--lr-patience", help="Plateau schedule (adam, adam_schedule plateau): "
+                                "epochs without improvement before lr x 0.1."),
     "seed": typer.Option(None, "--seed", help="Random seed."),
     "split_seed": typer.Option(None, "--split-seed", help="Seed of the cross-validation folds."),
     "device": typer.Option(None, "--device", help="auto | cpu | cuda."),

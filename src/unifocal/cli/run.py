@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
         samples_per_epoch: int | None = O["samples_per_epoch"],
         overlap: float | None = O["overlap"],
         lr: float | None = O["lr"],
+        patience: int | None = O["patience"],
+        lr_patience: int | None = O["lr_patience"],
         seed: int | None = O["seed"],
         split_seed: int | None = O["split_seed"],
         device: str | None = O["device"],
@@ -76,7 +78,7 @@ def register(app: typer.Typer) -> None:
                                base_filters=base_filters, deep_supervision=deep_supervision, scheme=scheme,
                                fold=fold, n_folds=folds, epochs=epochs, batch_size=batch_size,
                                patch_size=patch_size, samples_per_epoch=samples_per_epoch, overlap=overlap,
-                               lr=lr, seed=seed, split_seed=split_seed, device=device, amp=amp)
+                               lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed, device=device, amp=amp)
             resolve_config(cfg)
             summary = train_and_evaluate(cfg, output, progress=not quiet)
         _print_summary(summary)

@@ -72,8 +72,8 @@ _COMMON = {
 
 
 _TRAIN_KEYS = ("dataset", "layout", "dataset_option", "model", "model_param", "base_filters", "deep_supervision",
-               "scheme", "epochs", "batch_size", "patch_size", "samples_per_epoch", "overlap", "lr", "seed",
-               "split_seed", "device", "amp")
+               "scheme", "epochs", "batch_size", "patch_size", "samples_per_epoch", "overlap", "lr", "patience",
+               "lr_patience", "seed", "split_seed", "device", "amp")
 
 
 def _plan_and_run(kind: str, selection: str, loss: str, output: Path, config: Path | None, folds: int,
@@ -104,7 +104,8 @@ def compare(
     base_filters: int | None = O["base_filters"], deep_supervision: bool | None = O["deep_supervision"],
     scheme: str | None = O["scheme"], epochs: int | None = O["epochs"], batch_size: int | None = O["batch_size"],
     patch_size: str | None = O["patch_size"], samples_per_epoch: int | None = O["samples_per_epoch"],
-    overlap: float | None = O["overlap"], lr: float | None = O["lr"], seed: int | None = O["seed"],
+    overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
+    lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
     split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
     save_predictions: bool = typer.Option(True, "--save-predictions/--no-save-predictions",
                                           help="Save validation predictions (for Fig. 3)."),
@@ -133,7 +134,8 @@ def tune(
     base_filters: int | None = O["base_filters"], deep_supervision: bool | None = O["deep_supervision"],
     scheme: str | None = O["scheme"], epochs: int | None = O["epochs"], batch_size: int | None = O["batch_size"],
     patch_size: str | None = O["patch_size"], samples_per_epoch: int | None = O["samples_per_epoch"],
-    overlap: float | None = O["overlap"], lr: float | None = O["lr"], seed: int | None = O["seed"],
+    overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
+    lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
     split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
     save_predictions: bool = typer.Option(False, "--save-predictions/--no-save-predictions"),
     splits_dir: Path | None = _COMMON["splits_dir"],
