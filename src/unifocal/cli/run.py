@@ -22,7 +22,9 @@ def build_config(config: Path | None = None, **settings: Any) -> dict[str, Any]:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     if summary.get("best_epoch") is not None:
-        typer.echo(f"best epoch: {summary['best_epoch']} of {summary.get('epochs')}")
+        stop = summary.get("stop_epoch")
+        early = f", stopped early at {stop}" if summary.get("stopped_early") and stop is not None else ""
+        typer.echo(f"best epoch: {summary['best_epoch']} of {summary.get('epochs')}{early}")
     if summary.get("cases") is not None:
         typer.echo(f"cases scored: {summary['cases']}")
     for cls, ms in summary["metrics"].items():
