@@ -14,6 +14,6 @@ python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no C
 start=$(date +%s)
 unifocal study compare --dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^(benign|malignant)_' \
     --folds 5 --fold 0 --config "$here/configs/busi_paper_full.yaml" --scheme sgd --device cuda \
-    --losses unified_focal,dice --splits-dir "$here/results/busi" --out "$out"
+    --losses unified_focal,dice --splits-dir "$here/results/busi" --output "$out"
 echo "full_size $(( $(date +%s) - start )) s ($(date -u +%FT%TZ), $(python -c 'import torch; print(torch.cuda.get_device_name())'))" >> "$out/times.txt"
 unifocal study report "$out" --unit cases --format png

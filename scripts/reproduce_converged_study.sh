@@ -38,21 +38,21 @@ hippocampus=(--dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" --config "$here/c
 
 for stage in "${stages[@]}"; do
     case "$stage" in
-        busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --out "$root/busi" ;;
-        busi) timed busi unifocal study compare "${busi[@]}" --losses paper --out "$root/busi" ;;
+        busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --output "$root/busi" ;;
+        busi) timed busi unifocal study compare "${busi[@]}" --losses paper --output "$root/busi" ;;
         sgd_recipe) timed sgd_recipe unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe.yaml" \
                         --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
-                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe"
+                        --splits-dir "$root/busi" --output "$root/busi_sgd_recipe"
                     timed sgd_recipe_he unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe_he.yaml" \
                         --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
-                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe_he"
+                        --splits-dir "$root/busi" --output "$root/busi_sgd_recipe_he"
                     timed sgd_recipe_in unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe_in.yaml" \
                         --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
-                        --splits-dir "$root/busi" --out "$root/busi_sgd_recipe_in" ;;
+                        --splits-dir "$root/busi" --output "$root/busi_sgd_recipe_in" ;;
         hippocampus) timed hippocampus unifocal study compare "${hippocampus[@]}" --losses paper --fold 0 \
-                         --out "$root/hippocampus" ;;
+                         --output "$root/hippocampus" ;;
         busi_delta) timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
-                        --splits-dir "$root/busi" --out "$root/busi_delta" ;;
+                        --splits-dir "$root/busi" --output "$root/busi_delta" ;;
         *) echo "unknown stage $stage (busi_fold0, busi, sgd_recipe, hippocampus, busi_delta)" >&2; exit 2 ;;
     esac
 done

@@ -26,21 +26,21 @@ busi=(--dataset "$UNIFOCAL_DATA/BUSI" --layout pairs --dataset-option 'include=^
       --config "$here/configs/busi_cpu.yaml" --folds 5 --epochs 3 --batch-size 8 --scheme adam
       --workers "$workers")
 
-stage busi_compare unifocal study compare "${busi[@]}" --losses paper --out "$out/busi"
+stage busi_compare unifocal study compare "${busi[@]}" --losses paper --output "$out/busi"
 stage busi_delta unifocal study tune "${busi[@]}" --grid delta --splits-dir "$out/busi" \
-    --out "$out/busi_delta"
+    --output "$out/busi_delta"
 stage busi_gamma_lambda unifocal study tune "${busi[@]}" --grid gamma,lambda --fold 0 --splits-dir "$out/busi" \
-    --out "$out/busi_gamma_lambda"
+    --output "$out/busi_gamma_lambda"
 hippocampus=(--dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" --config "$here/configs/hippocampus_cpu.yaml"
              --folds 5 --fold 0 --scheme adam --workers "$workers")
 
 stage hippocampus_compare unifocal study compare "${hippocampus[@]}" --losses paper --epochs 3 \
-    --out "$out/hippocampus"
+    --output "$out/hippocampus"
 stage hippocampus_8ep unifocal study compare "${hippocampus[@]}" --losses paper --epochs 8 \
-    --splits-dir "$out/hippocampus" --out "$out/hippocampus_8ep"
+    --splits-dir "$out/hippocampus" --output "$out/hippocampus_8ep"
 
-unifocal study report "$out/busi" --unit folds --out "$out/busi/report"
-unifocal study report "$out/busi" --unit cases --out "$out/busi/report_cases"
+unifocal study report "$out/busi" --unit folds --output "$out/busi/report"
+unifocal study report "$out/busi" --unit cases --output "$out/busi/report_cases"
 unifocal study report "$out/busi_delta" --unit folds
 unifocal study report "$out/busi_gamma_lambda" --unit cases
 unifocal study report "$out/hippocampus" --unit cases

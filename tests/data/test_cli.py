@@ -19,7 +19,7 @@ def test_summary_busi_matches_index(busi_root):
         rows = list(csv.DictReader(f))
     res = runner.invoke(app, ["data", "summary", str(busi_root), "--limit", "25", "--json"])
     assert res.exit_code == 0, res.output
-    s = json.loads(res.output)
+    s = json.loads(res.stdout)  # progress bars go to stderr
     assert s["cases"] == 25 and s["layout"] == "pairs"
     by_name = {r["name"]: float(r["fg_fraction"]) for r in rows}
     for cid, fr in s["per_case"].items():

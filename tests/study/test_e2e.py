@@ -33,7 +33,7 @@ def test_tiny_study_end_to_end(tmp_path):
     cfg.write_text(yaml.safe_dump({k: v for k, v in BASE.items() if k not in ("dataset", "epochs")}))
     r = CliRunner().invoke(app, ["study", "compare", "--config", str(cfg), "--dataset", "phantom2d",
                                  "--dataset-option", "n_cases=8", "--dataset-option", "size=32", "--epochs", "1",
-                                 "--losses", "dice,unified_focal", "--folds", "2", "--out", str(tmp_path)])
+                                 "--losses", "dice,unified_focal", "--folds", "2", "--output", str(tmp_path)])
     assert r.exit_code == 0, r.output
     # the Python API plans the very same folders: nothing left to run
     specs = compare_plan(BASE, tmp_path, "dice,unified_focal", n_folds=2)

@@ -157,14 +157,14 @@ def test_cli_dry_run_and_report(tmp_path):
     from unifocal.cli import app
 
     r = CliRunner().invoke(app, ["study", "compare", "--dataset", "phantom2d", "--losses", "dice,unified_focal",
-                                 "--folds", "2", "--out", str(tmp_path / "s"), "--dry-run"])
+                                 "--folds", "2", "--output", str(tmp_path / "s"), "--dry-run"])
     assert r.exit_code == 0, r.output
     assert "4 runs" in r.output and "unified_focal-delta0.6-gamma0.2-lambda0.5/fold1" in r.output
-    r = CliRunner().invoke(app, ["study", "tune", "--dataset", "phantom2d", "--folds", "2", "--out",
+    r = CliRunner().invoke(app, ["study", "tune", "--dataset", "phantom2d", "--folds", "2", "--output",
                                  str(tmp_path / "t"), "--dry-run"])
     assert r.exit_code == 0 and "50 runs" in r.output
     r = CliRunner().invoke(app, ["study", "compare", "--dataset", "phantom2d", "--losses", "dize",
-                                 "--out", str(tmp_path / "s"), "--dry-run"])
+                                 "--output", str(tmp_path / "s"), "--dry-run"])
     assert r.exit_code == 2 and "dize" in r.output
     _tune_study(tmp_path / "u", with_logs=False)
     r = CliRunner().invoke(app, ["study", "report", str(tmp_path / "u"), "--no-figures", "--unit", "cases"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from unifocal.study.plan import PAPER_LOSS_ORDER
+from unifocal.losses import PAPER_LOSSES
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_reproduce_cpu_study(data_root, busi_root, hippocampus_root, tmp_path):
     subprocess.run(["bash", str(SCRIPT), str(out)], check=True, env=env)
 
     rows = list(csv.DictReader((out / "busi" / "report" / "table.csv").open()))
-    assert sorted(r["loss"] for r in rows) == sorted(PAPER_LOSS_ORDER)
+    assert sorted(r["loss"] for r in rows) == sorted(PAPER_LOSSES)
     # every loss, and every delta of the Table 2 grid, trained on all five folds
     for study, n_arms in (("busi", 7), ("busi_delta", 9)):
         arms = [p for p in (out / study).iterdir() if (p / "fold0").is_dir()]
@@ -43,4 +43,4 @@ def test_reproduce_cpu_study(data_root, busi_root, hippocampus_root, tmp_path):
     header = (out / "hippocampus" / "report" / "table.md").read_text().splitlines()[0]
     assert header.count("| DSC (") == 2  # per-class columns for the two rare classes
     rows = list(csv.DictReader((out / "hippocampus_8ep" / "report" / "table.csv").open()))
-    assert sorted(r["loss"] for r in rows) == sorted(PAPER_LOSS_ORDER)
+    assert sorted(r["loss"] for r in rows) == sorted(PAPER_LOSSES)

@@ -1,10 +1,12 @@
-"""Resume after ``kill -9``: the resumed run ends exactly like an uninterrupted one (fixed seed, CPU)."""
+"""Resume after ``kill -9``: the resumed run ends exactly like an uninterrupted one (fixed seed, CPU),
+with random augmentation and dropout, so that both the loaders' seeds and the restored RNG states count."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 import torch
 
 from unifocal.training import train_and_evaluate
-from unifocal.training.checkpoint import load_checkpoint
+from unifocal.training.checkpoint import load_checkpoint, save_checkpoint
 
 from .conftest import tiny_config
 
@@ -48,7 +50,10 @@ def _kill_after_epochs(cfg: dict, run: Path, epochs_done: int, timeout: float = 
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
-    cfg = tiny_config(epochs=EPOCHS, dataset={"name": "phantom2d", "options": {"n_cases": 16, "size": 32}})
+    # Random augmentation (seeded per epoch by the loader) and dropout (drawn from the global torch
+    # generator, whose state only the checkpoint's RNG states carry across a restart).
+    cfg = tiny_config(epochs=EPOCHS, dataset={"name": "phantom2d", "options": {"n_cases": 16, "size": 32}},
+                      model={"name": "BasicUNet", "base_filters": 4, "dropout": 0.3}, augment=True)
     ref = train_and_evaluate(cfg, tmp_path / "ref", progress=False)
 
     run = tmp_path / "resumed"
@@ -58,6 +63,17 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     done = load_checkpoint(run / "checkpoints" / "last.pt")["epoch"]
     assert 2 <= done < EPOCHS
     assert not list((run / "checkpoints").glob(".*.tmp"))  # no torn temporary file became a checkpoint
+
+    # control: the same interrupted run resumed with another torch RNG state ends differently, so the
+    # comparison below can fail (it would, were the RNG states not restored on resume)
+    control = tmp_path / "control"
+    shutil.copytree(run, control)
+    st = load_checkpoint(control / "checkpoints" / "last.pt")
+    st["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
+    save_checkpoint(control / "checkpoints" / "last.pt", st)
+    train_and_evaluate(cfg, control, progress=False)
+    assert _log(control)[:done] == _log(tmp_path / "ref")[:done]
+    assert _log(control) != _log(tmp_path / "ref")
 
     res = train_and_evaluate(cfg, run, progress=False)
     assert _log(run) == _log(tmp_path / "ref")  # every epoch's losses, DSC and lr identical

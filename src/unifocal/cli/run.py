@@ -9,66 +9,24 @@ from typing import Any
 
 import typer
 
-
-def _fail(msg: str) -> None:
-    typer.echo(f"Error: {msg}", err=True)
-    raise typer.Exit(code=2)
+from unifocal.cli._common import TRAIN_OPTIONS as O
+from unifocal.cli._common import fail, output_option, quiet_option, user_errors
 
 
-def build_config(config: Path | None = None, *, dataset: str | None = None, layout: str | None = None,
-                 dataset_option: list[str] | None = None, loss: str | None = None,
-                 loss_param: list[str] | None = None, model: str | None = None,
-                 model_param: list[str] | None = None, base_filters: int | None = None,
-                 deep_supervision: bool | None = None, scheme: str | None = None, fold: int | None = None,
-                 epochs: int | None = None, batch_size: int | None = None, seed: int | None = None,
-                 device: str | None = None, amp: bool | None = None) -> dict[str, Any]:
-    """Merge a YAML file with command-line flags (flags win) into a configuration dict."""
-    from unifocal.training.config import load_config_file, merge, parse_key_values
+def build_config(config: Path | None = None, **settings: Any) -> dict[str, Any]:
+    """Merge a YAML file with command-line flags (flags win); see :func:`unifocal.training.config.build_config`."""
+    from unifocal.training.config import build_config as _build
 
-    cfg: dict[str, Any] = load_config_file(config) if config is not None else {}
-    if dataset is not None:
-        from unifocal.training.config import PHANTOMS
-
-        cfg["dataset"] = {"name": dataset} if dataset in PHANTOMS else {"path": dataset}
-    if layout is not None or dataset_option:
-        ds = cfg.get("dataset")
-        if isinstance(ds, str):
-            from unifocal.training.config import PHANTOMS
-
-            ds = {"name": ds} if ds in PHANTOMS else {"path": ds}
-        ds = dict(ds or {"name": "phantom2d"})
-        if layout is not None:
-            ds["layout"] = layout
-        if dataset_option:
-            ds["options"] = merge(ds.get("options") or {}, parse_key_values(dataset_option, "--dataset-option"))
-        cfg["dataset"] = ds
-    if loss is not None or loss_param:
-        lc = cfg.get("loss")
-        lc = {"name": lc} if isinstance(lc, str) else dict(lc or {"name": "unified_focal"})
-        if loss is not None and loss != lc.get("name"):
-            lc = {"name": loss, "params": {}}
-        lc["params"] = merge(lc.get("params") or {}, parse_key_values(loss_param, "--loss-param"))
-        cfg["loss"] = lc
-    if model is not None or model_param or base_filters is not None or deep_supervision is not None:
-        mc = cfg.get("model")
-        mc = {"name": mc} if isinstance(mc, str) else dict(mc or {"name": "unet"})
-        if model is not None:
-            mc["name"] = model
-        mc.update(parse_key_values(model_param, "--model-param"))
-        if base_filters is not None:
-            mc["base_filters"] = base_filters
-        if deep_supervision is not None:
-            mc["deep_supervision"] = deep_supervision
-        cfg["model"] = mc
-    for k, v in (("scheme", scheme), ("fold", fold), ("epochs", epochs), ("batch_size", batch_size),
-                 ("seed", seed), ("device", device), ("amp", amp)):
-        if v is not None:
-            cfg[k] = v
-    return cfg
+    return _build(config, **settings)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    typer.echo(f"best epoch: {summary.get('best_epoch')} of {summary.get('epochs')}")
+    if summary.get("best_epoch") is not None:
+        stop = summary.get("stop_epoch")
+        early = f", stopped early at {stop}" if summary.get("stopped_early") and stop is not None else ""
+        typer.echo(f"best epoch: {summary['best_epoch']} of {summary.get('epochs')}{early}")
+    if summary.get("cases") is not None:
+        typer.echo(f"cases scored: {summary['cases']}")
     for cls, ms in summary["metrics"].items():
         parts = []
         for m in ("dsc", "precision", "recall"):
@@ -83,41 +41,48 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        output: Path = typer.Option(..., "--output", "-o", help="Run folder (created; a rerun resumes it)."),
-        config: Path | None = typer.Option(None, "--config", "-c", help="YAML configuration; flags override it."),
-        dataset: str | None = typer.Option(None, help="Dataset folder, or phantom2d / phantom3d."),
-        layout: str | None = typer.Option(None, help="Dataset layout (default: detected)."),
-        dataset_option: list[str] | None = typer.Option(None, help="Dataset option NAME=VALUE (repeatable)."),
-        loss: str | None = typer.Option(None, help="Loss name (see `unifocal losses`)."),
-        loss_param: list[str] | None = typer.Option(None, help="Loss parameter NAME=VALUE (repeatable), e.g. delta=0.6."),
-        model: str | None = typer.Option(None, help="unet / unet2d / unet3d or a MONAI network name."),
-        model_param: list[str] | None = typer.Option(None, help="Model parameter NAME=VALUE (repeatable)."),
-        base_filters: int | None = typer.Option(None, help="U-Net base width (paper 64 / 32; CPU 16)."),
-        deep_supervision: bool | None = typer.Option(None, "--deep-supervision/--no-deep-supervision"),
-        scheme: str | None = typer.Option(None, help="sgd | adam | sota."),
-        fold: int | None = typer.Option(None, help="Cross-validation fold."),
-        epochs: int | None = typer.Option(None, help="Epochs (scheme default 100 / 1000)."),
-        batch_size: int | None = typer.Option(None, help="Batch size (paper: 32 for 2D, 2 for 3D)."),
-        seed: int | None = typer.Option(None, help="Random seed."),
-        device: str | None = typer.Option(None, help="auto | cpu | cuda."),
-        amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        output: Path = output_option(help="Run folder (created; a rerun resumes it)."),
+        config: Path | None = O["config"],
+        dataset: str | None = O["dataset"],
+        layout: str | None = O["layout"],
+        dataset_option: list[str] | None = O["dataset_option"],
+        loss: str | None = typer.Option(None, "--loss", help="Loss name (see `unifocal losses`)."),
+        loss_param: list[str] | None = typer.Option(None, "--loss-param",
+                                                    help="Loss parameter NAME=VALUE (repeatable), e.g. delta=0.6."),
+        model: str | None = O["model"],
+        model_param: list[str] | None = O["model_param"],
+        base_filters: int | None = O["base_filters"],
+        deep_supervision: bool | None = O["deep_supervision"],
+        scheme: str | None = O["scheme"],
+        fold: str | None = typer.Option(None, "--fold", help="Cross-validation fold 0..FOLDS-1, or 'all': "
+                                        "train the final model on every case."),
+        folds: int | None = typer.Option(None, "--folds", help="Number of cross-validation folds (default 5)."),
+        epochs: int | None = O["epochs"],
+        batch_size: int | None = O["batch_size"],
+        patch_size: str | None = O["patch_size"],
+        samples_per_epoch: int | None = O["samples_per_epoch"],
+        overlap: float | None = O["overlap"],
+        lr: float | None = O["lr"],
+        patience: int | None = O["patience"],
+        lr_patience: int | None = O["lr_patience"],
+        seed: int | None = O["seed"],
+        split_seed: int | None = O["split_seed"],
+        device: str | None = O["device"],
+        amp: bool | None = O["amp"],
+        quiet: bool = quiet_option(),
     ) -> None:
         """Train one run (one configuration, one fold), or resume it, then evaluate its best model."""
         from unifocal.training import resolve_config, train_and_evaluate
 
-        try:
+        with user_errors():
             cfg = build_config(config, dataset=dataset, layout=layout, dataset_option=dataset_option, loss=loss,
                                loss_param=loss_param, model=model, model_param=model_param,
                                base_filters=base_filters, deep_supervision=deep_supervision, scheme=scheme,
-                               fold=fold, epochs=epochs, batch_size=batch_size, seed=seed, device=device, amp=amp)
+                               fold=fold, n_folds=folds, epochs=epochs, batch_size=batch_size,
+                               patch_size=patch_size, samples_per_epoch=samples_per_epoch, overlap=overlap,
+                               lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed, device=device, amp=amp)
             resolve_config(cfg)
-        except ValueError as e:
-            _fail(str(e))
-        try:
             summary = train_and_evaluate(cfg, output, progress=not quiet)
-        except ValueError as e:
-            _fail(str(e))
         _print_summary(summary)
         typer.echo(f"run folder: {output}")
 
@@ -125,56 +90,64 @@ def register(app: typer.Typer) -> None:
     def predict(
         run: Path = typer.Argument(..., help="Run folder (uses checkpoints/best.pt) or a checkpoint file."),
         inputs: list[Path] = typer.Argument(..., help="Image files or folders (PNG for 2D, NIfTI)."),
-        output: Path = typer.Option(..., "--output", "-o", help="Folder for the predictions."),
+        output: Path = output_option(help="Folder for the predictions."),
         probabilities: bool = typer.Option(False, "--probabilities", help="Also save class probabilities."),
-        device: str = typer.Option("auto", help="auto | cpu | cuda."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Predict label maps for new images with a trained run (original image size / NIfTI affine kept)."""
         from unifocal.training import predict_files
 
-        try:
-            out = predict_files(run, inputs, output, probabilities=probabilities, device=device)
-        except ValueError as e:
-            _fail(str(e))
+        with user_errors():
+            out = predict_files(run, inputs, output, probabilities=probabilities, device=device,
+                              progress=not quiet)
         typer.echo(f"{len(out)} prediction(s) written to {output}")
 
     @app.command()
     def evaluate(
         run: Path = typer.Argument(..., help="Run folder or checkpoint."),
-        output: Path = typer.Option(..., "--output", "-o", help="Folder for metrics_per_case.csv and summary.json."),
-        dataset: str | None = typer.Option(None, help="Dataset to score (default: the run's validation cases)."),
-        layout: str | None = typer.Option(None, help="Layout of --dataset."),
+        output: Path = output_option(help="Folder for metrics_per_case.csv and summary.json."),
+        dataset: str | None = typer.Option(None, "--dataset", help="Dataset to score (default: the run's own "
+                                           "dataset and validation cases); opened with the run's preprocessing."),
+        layout: str | None = O["layout"],
+        dataset_option: list[str] | None = typer.Option(
+            None, "--dataset-option", help="Dataset option NAME=VALUE (repeatable), e.g. to select the cases; "
+                                           "preprocessing options must match the run's."),
         save_predictions: bool = typer.Option(False, "--save-predictions", help="Also save the predictions."),
         probabilities: bool = typer.Option(False, "--probabilities", help="With --save-predictions: probabilities."),
-        device: str = typer.Option("auto", help="auto | cpu | cuda."),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Per-case, per-class DSC / precision / recall of a trained run (original geometry)."""
         from unifocal.training import evaluate_run
+        from unifocal.training.config import parse_key_values
 
-        ds = None
-        if dataset is not None:
-            ds = {"name": dataset} if dataset in ("phantom2d", "phantom3d") else {"path": dataset}
-            ds["layout"] = layout
-        try:
+        with user_errors():
+            ds = None
+            if dataset is not None:
+                ds = build_config(dataset=dataset, layout=layout, dataset_option=dataset_option)["dataset"]
+            elif layout is not None:
+                fail("--layout needs --dataset (the run's own dataset keeps its layout)")
+            elif dataset_option:  # the run's own dataset with these options added
+                ds = {"options": parse_key_values(dataset_option, "--dataset-option")}
             summary = evaluate_run(run, output, dataset=ds, save_predictions=save_predictions,
-                                   probabilities=probabilities, device=device)
-        except ValueError as e:
-            _fail(str(e))
+                                   probabilities=probabilities, device=device, progress=not quiet)
         _print_summary(summary)
         typer.echo(f"written: {output / 'metrics_per_case.csv'}, {output / 'summary.json'}")
 
     @app.command()
     def demo(
-        output: Path = typer.Option(Path("unifocal-demo"), "--output", "-o", help="Run folder of the demo."),
-        epochs: int = typer.Option(30, help="Training epochs."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        output: Path = output_option(required=False, default=Path("unifocal-demo"), help="Run folder of the demo."),
+        epochs: int = typer.Option(30, "--epochs", help="Training epochs."),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Train a small U-Net with the Unified Focal loss on the 2D phantom, predict, print the metrics."""
         from unifocal.training import train_and_evaluate
 
         cfg = demo_config(epochs)
         t0 = time.perf_counter()
-        summary = train_and_evaluate(cfg, output, progress=not quiet)
+        with user_errors():
+            summary = train_and_evaluate(cfg, output, progress=not quiet)
         from unifocal.losses import loss_defaults
 
         params = ", ".join(f"{k}={v}" for k, v in loss_defaults("unified_focal").items())

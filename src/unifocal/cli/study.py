@@ -6,73 +6,28 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
+
+from unifocal.cli._common import EXIT_FAILED, output_option, quiet_option, user_errors
+from unifocal.cli._common import TRAIN_OPTIONS as O
 
 study_app = typer.Typer(help="Reproduce the paper's study: compare losses, tune the Unified Focal loss, "
                              "report tables and figures.", no_args_is_help=True)
 
-_PHANTOMS = ("phantom2d", "phantom3d")
+def _base_config(config: Path | None, *, splits_dir: Path | None = None, **settings: Any) -> dict[str, Any]:
+    """The configuration shared by the runs of a study (the one builder of ``unifocal train``), checked
+    before anything is written."""
+    from unifocal.training.config import build_config, resolve_config
 
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
-def _base_config(config: Path | None, dataset: str | None, layout: str | None, dataset_option: list[str],
-                 epochs: int | None, batch_size: int | None, patch_size: str | None, model: str | None,
-                 base_filters: int | None, deep_supervision: bool | None, scheme: str | None,
-                 seed: int | None, split_seed: int | None, device: str | None,
-                 save_predictions: bool | None, splits_dir: Path | None) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    if config is not None:
-        if not config.is_file():
-            raise ValueError(f"configuration file {config} does not exist")
-        cfg = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(cfg, dict):
-            raise ValueError(f"configuration file {config} must hold a mapping")
-    if dataset is not None:
-        ds: dict[str, Any] = {"name": dataset} if dataset in _PHANTOMS else {"path": dataset}
-        cfg["dataset"] = ds
+    cfg = build_config(config, splits_dir=splits_dir, **settings)
     if "dataset" not in cfg:
         raise ValueError("no dataset: pass --dataset PATH (or phantom2d / phantom3d) or a --config with 'dataset'")
-    if isinstance(cfg["dataset"], str):
-        cfg["dataset"] = {"name": cfg["dataset"]} if cfg["dataset"] in _PHANTOMS else {"path": cfg["dataset"]}
-    if layout is not None:
-        cfg["dataset"]["layout"] = layout
-    if dataset_option:
-        opts = dict(cfg["dataset"].get("options") or {})
-        for item in dataset_option:
-            if "=" not in item:
-                raise ValueError(f"--dataset-option {item!r} must look like KEY=VALUE")
-            k, v = item.split("=", 1)
-            opts[k.strip()] = yaml.safe_load(v)
-        cfg["dataset"]["options"] = opts
-    m = dict(cfg.get("model") or {}) if not isinstance(cfg.get("model"), str) else {"name": cfg["model"]}
-    if model is not None:
-        m["name"] = model
-    if base_filters is not None:
-        m["base_filters"] = base_filters
-    if deep_supervision is not None:
-        m["deep_supervision"] = deep_supervision
-    if m:
-        cfg["model"] = m
-    if patch_size is not None:
-        try:
-            cfg["patch_size"] = [int(s) for s in patch_size.replace("x", ",").split(",") if s.strip()]
-        except ValueError as e:
-            raise ValueError(f"--patch-size {patch_size!r} must be integers like 128,128 or 128x128") from e
-    for k, v in {"epochs": epochs, "batch_size": batch_size, "scheme": scheme, "seed": seed,
-                 "split_seed": split_seed, "device": device, "save_predictions": save_predictions}.items():
-        if v is not None:
-            cfg[k] = v
-    if splits_dir is not None:
-        cfg["splits_dir"] = str(splits_dir.resolve())
+    check = {k: v for k, v in cfg.items() if k not in ("loss", "fold")}
+    resolve_config(check)  # unknown keys, bad values, a dataset folder that does not exist
     return cfg
 
 
 def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str | None,
-             cpus_per_run: float, gpus_per_run: float, dry_run: bool) -> None:
+             cpus_per_run: float, gpus_per_run: float, dry_run: bool, quiet: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -88,7 +43,7 @@ def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str
         return
     prepare_study(out, specs)
     outcomes = run_study(specs, runner, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run,
-                         gpus_per_run=gpus_per_run, progress=runner == "local" and workers == 1,
+                         gpus_per_run=gpus_per_run, progress=not quiet and runner == "local" and workers == 1,
                          on_done=lambda o: console.print(f"  {o.status:8s} {o.name}  {o.seconds:.1f} s"))
     t = Table("run", "status", "seconds")
     for o in outcomes:
@@ -99,28 +54,14 @@ def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str
         console.print(f"[red]{o.name} failed[/red]: {o.error}")
     console.print(f"Report: unifocal study report {out}")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 _COMMON = {
-    "config": typer.Option(None, "--config", help="YAML base configuration (training keys)."),
-    "dataset": typer.Option(None, "--dataset", help="Dataset folder, or phantom2d / phantom3d."),
-    "layout": typer.Option(None, "--layout", help="Dataset layout (see unifocal data)."),
-    "dataset_option": typer.Option([], "--dataset-option", help="Dataset option KEY=VALUE (repeatable)."),
     "folds": typer.Option(5, "--folds", help="Number of cross-validation folds."),
     "fold": typer.Option([], "--fold", help="Run only this fold (repeatable)."),
-    "out": typer.Option(..., "--out", "-o", help="Study folder (runs go to OUT/<arm>/fold<k>)."),
-    "epochs": typer.Option(None, "--epochs"),
-    "batch_size": typer.Option(None, "--batch-size"),
-    "patch_size": typer.Option(None, "--patch-size", help="e.g. 128,128 or 64x64x64."),
-    "model": typer.Option(None, "--model", help="unet or a MONAI network name."),
-    "base_filters": typer.Option(None, "--base-filters"),
-    "deep_supervision": typer.Option(None, "--deep-supervision/--no-deep-supervision"),
-    "scheme": typer.Option(None, "--scheme", help="sgd | adam | sota"),
-    "seed": typer.Option(None, "--seed"),
-    "split_seed": typer.Option(None, "--split-seed"),
-    "device": typer.Option(None, "--device", help="auto | cpu | cuda"),
-    "splits_dir": typer.Option(None, "--splits-dir", help="Folder of the shared splits.json (default OUT)."),
+    "output": output_option(help="Study folder (runs go to OUTPUT/<arm>/fold<k>)."),
+    "splits_dir": typer.Option(None, "--splits-dir", help="Folder of the shared splits.json (default OUTPUT)."),
     "runner": typer.Option("local", "--runner", help="local | ray"),
     "workers": typer.Option(1, "--workers", help="Local worker processes (1 = sequential)."),
     "ray_address": typer.Option(None, "--ray-address", help="Existing Ray cluster (e.g. auto); default: local."),
@@ -130,77 +71,88 @@ _COMMON = {
 }
 
 
+_TRAIN_KEYS = ("dataset", "layout", "dataset_option", "model", "model_param", "base_filters", "deep_supervision",
+               "scheme", "epochs", "batch_size", "patch_size", "samples_per_epoch", "overlap", "lr", "patience",
+               "lr_patience", "seed", "split_seed", "device", "amp")
+
+
+def _plan_and_run(kind: str, selection: str, loss: str, output: Path, config: Path | None, folds: int,
+                  fold: list[int], save_predictions: bool, splits_dir: Path | None, runner: str, workers: int,
+                  ray_address: str | None, cpus_per_run: float, gpus_per_run: float, dry_run: bool, quiet: bool,
+                  settings: dict[str, Any]) -> None:
+    from unifocal.study.plan import compare_plan, tune_plan
+
+    with user_errors():
+        base = _base_config(config, splits_dir=splits_dir, save_predictions=save_predictions,
+                            **{k: settings[k] for k in _TRAIN_KEYS})
+        if kind == "compare":
+            specs = compare_plan(base, output, selection, n_folds=folds, folds=fold or None)
+        else:
+            specs = tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss)
+        _execute(specs, output, runner, workers, ray_address, cpus_per_run, gpus_per_run, dry_run, quiet)
+
+
 @study_app.command()
 def compare(
-    out: Path = _COMMON["out"],
+    output: Path = _COMMON["output"],
     losses: str = typer.Option("paper", "--losses", help="paper, and/or loss names; name:key=value sets "
                                "parameters (e.g. paper,cross_entropy,unified_focal:delta=0.7)."),
-    dataset: str | None = _COMMON["dataset"], layout: str | None = _COMMON["layout"],
-    dataset_option: list[str] = _COMMON["dataset_option"], config: Path | None = _COMMON["config"],
+    config: Path | None = O["config"], dataset: str | None = O["dataset"], layout: str | None = O["layout"],
+    dataset_option: list[str] | None = O["dataset_option"],
     folds: int = _COMMON["folds"], fold: list[int] = _COMMON["fold"],
-    epochs: int | None = _COMMON["epochs"], batch_size: int | None = _COMMON["batch_size"],
-    patch_size: str | None = _COMMON["patch_size"], model: str | None = _COMMON["model"],
-    base_filters: int | None = _COMMON["base_filters"], deep_supervision: bool | None = _COMMON["deep_supervision"],
-    scheme: str | None = _COMMON["scheme"], seed: int | None = _COMMON["seed"],
-    split_seed: int | None = _COMMON["split_seed"], device: str | None = _COMMON["device"],
+    model: str | None = O["model"], model_param: list[str] | None = O["model_param"],
+    base_filters: int | None = O["base_filters"], deep_supervision: bool | None = O["deep_supervision"],
+    scheme: str | None = O["scheme"], epochs: int | None = O["epochs"], batch_size: int | None = O["batch_size"],
+    patch_size: str | None = O["patch_size"], samples_per_epoch: int | None = O["samples_per_epoch"],
+    overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
+    lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
+    split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
     save_predictions: bool = typer.Option(True, "--save-predictions/--no-save-predictions",
                                           help="Save validation predictions (for Fig. 3)."),
     splits_dir: Path | None = _COMMON["splits_dir"],
     runner: str = _COMMON["runner"], workers: int = _COMMON["workers"],
     ray_address: str | None = _COMMON["ray_address"], cpus_per_run: float = _COMMON["cpus_per_run"],
     gpus_per_run: float = _COMMON["gpus_per_run"], dry_run: bool = _COMMON["dry_run"],
+    quiet: bool = quiet_option(),
 ) -> None:
     """Train every selected loss on the same folds with the paper's settings."""
-    from unifocal.study.plan import compare_plan
-
-    try:
-        base = _base_config(config, dataset, layout, dataset_option, epochs, batch_size, patch_size, model,
-                            base_filters, deep_supervision, scheme, seed, split_seed, device, save_predictions,
-                            splits_dir)
-        specs = compare_plan(base, out, losses, n_folds=folds, folds=fold or None)
-        _execute(specs, out, runner, workers, ray_address, cpus_per_run, gpus_per_run, dry_run)
-    except ValueError as e:
-        _fail(str(e))
+    _plan_and_run("compare", losses, "", output, config, folds, fold, save_predictions, splits_dir, runner, workers,
+                  ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, locals())
 
 
 @study_app.command()
 def tune(
-    out: Path = _COMMON["out"],
+    output: Path = _COMMON["output"],
     grid: str = typer.Option("table2", "--grid", help="table2 (all three sweeps), delta, gamma, lambda "
                              "(comma-separated), or a user grid 'delta=0.5,0.6;gamma=0:0.5:0.1' "
                              "(λ in Eq. 20's convention: weight of the focal term)."),
     loss: str = typer.Option("unified_focal", "--loss", help="The loss to tune."),
-    dataset: str | None = _COMMON["dataset"], layout: str | None = _COMMON["layout"],
-    dataset_option: list[str] = _COMMON["dataset_option"], config: Path | None = _COMMON["config"],
+    config: Path | None = O["config"], dataset: str | None = O["dataset"], layout: str | None = O["layout"],
+    dataset_option: list[str] | None = O["dataset_option"],
     folds: int = _COMMON["folds"], fold: list[int] = _COMMON["fold"],
-    epochs: int | None = _COMMON["epochs"], batch_size: int | None = _COMMON["batch_size"],
-    patch_size: str | None = _COMMON["patch_size"], model: str | None = _COMMON["model"],
-    base_filters: int | None = _COMMON["base_filters"], deep_supervision: bool | None = _COMMON["deep_supervision"],
-    scheme: str | None = _COMMON["scheme"], seed: int | None = _COMMON["seed"],
-    split_seed: int | None = _COMMON["split_seed"], device: str | None = _COMMON["device"],
+    model: str | None = O["model"], model_param: list[str] | None = O["model_param"],
+    base_filters: int | None = O["base_filters"], deep_supervision: bool | None = O["deep_supervision"],
+    scheme: str | None = O["scheme"], epochs: int | None = O["epochs"], batch_size: int | None = O["batch_size"],
+    patch_size: str | None = O["patch_size"], samples_per_epoch: int | None = O["samples_per_epoch"],
+    overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
+    lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
+    split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
     save_predictions: bool = typer.Option(False, "--save-predictions/--no-save-predictions"),
     splits_dir: Path | None = _COMMON["splits_dir"],
     runner: str = _COMMON["runner"], workers: int = _COMMON["workers"],
     ray_address: str | None = _COMMON["ray_address"], cpus_per_run: float = _COMMON["cpus_per_run"],
     gpus_per_run: float = _COMMON["gpus_per_run"], dry_run: bool = _COMMON["dry_run"],
+    quiet: bool = quiet_option(),
 ) -> None:
     """Tune the Unified Focal loss on the Table 2 grids (or a user grid)."""
-    from unifocal.study.plan import tune_plan
-
-    try:
-        base = _base_config(config, dataset, layout, dataset_option, epochs, batch_size, patch_size, model,
-                            base_filters, deep_supervision, scheme, seed, split_seed, device, save_predictions,
-                            splits_dir)
-        specs = tune_plan(base, out, grid, n_folds=folds, folds=fold or None, loss=loss)
-        _execute(specs, out, runner, workers, ray_address, cpus_per_run, gpus_per_run, dry_run)
-    except ValueError as e:
-        _fail(str(e))
+    _plan_and_run("tune", grid, loss, output, config, folds, fold, save_predictions, splits_dir, runner, workers,
+                  ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, locals())
 
 
 @study_app.command()
 def report(
     runs_dir: Path = typer.Argument(..., help="Study folder with run folders."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default RUNS_DIR/report)."),
+    output: Path | None = output_option(required=False, help="Report folder (default RUNS_DIR/report)."),
     unit: str | None = typer.Option(None, "--unit", help="CI unit: folds (per-fold means, as the paper; "
                                     "default) or cases."),
     reference: str | None = typer.Option(None, "--reference", help="Arm or loss for the Wilcoxon tests "
@@ -222,13 +174,10 @@ def report(
     Options not given come from RUNS_DIR/report.yaml when the study folder has one."""
     from unifocal.study.report import make_report
 
-    try:
-        rep = make_report(runs_dir, out, unit=unit, reference=reference, include_background=include_background,
+    with user_errors():
+        rep = make_report(runs_dir, output, unit=unit, reference=reference, include_background=include_background,
                           figures=figures, overlays=overlays, case_id=case, lambda_axis=lambda_axis,
                           formats=tuple(fmt) if fmt else None, paper=paper, data_root=data_root)
-    except ValueError as e:
-        _fail(str(e))
-        return
     typer.echo(rep.table.to_markdown())
     for n in rep.notes:
         typer.echo(f"note: {n}")

@@ -13,8 +13,7 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["PAPER_LOSS_ORDER", "PAPER_SETTINGS", "TABLE2_GRIDS", "UNIFIED_FOCAL_OPTIMUM", "RunSpec",
-                     "arm_name", "compare_plan", "parse_grid", "parse_losses", "prepare_study",
+    **dict.fromkeys(["PAPER_SETTINGS", "TABLE2_GRIDS", "RunSpec", "arm_name", "compare_plan", "parse_grid", "parse_losses", "prepare_study",
                      "table2_lambda", "tune_plan"], "plan"),
     **dict.fromkeys(["Report", "make_report"], "report"),
     **dict.fromkeys(["Arm", "RunResult", "aggregate", "collect_runs", "group_arms", "paired_wilcoxon"],

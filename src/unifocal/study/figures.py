@@ -23,6 +23,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from unifocal._atomic import atomic_write
 from unifocal.study.plan import table2_lambda
 from unifocal.study.results import METRICS, Arm, aggregate
 
@@ -44,13 +45,13 @@ _LABEL = {"dsc": "DSC", "precision": "Precision", "recall": "Recall"}
 
 
 def save_figure(fig: Any, path_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Save ``fig`` as ``<stem>.<fmt>`` for each format and close it; returns the paths."""
+    """Save ``fig`` atomically as ``<stem>.<fmt>`` for each format and close it; returns the paths."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for fmt in formats:
         p = stem.parent / f"{stem.name}.{fmt}"
-        fig.savefig(p, dpi=150, bbox_inches="tight")
+        atomic_write(p, lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=150, bbox_inches="tight"))
         out.append(p)
     return out
 

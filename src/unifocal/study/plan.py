@@ -28,11 +28,12 @@ from typing import Any
 
 import yaml
 
+from unifocal._atomic import atomic_write_text
+from unifocal.losses.constants import PAPER_LOSSES
+
 __all__ = [
-    "PAPER_LOSS_ORDER",
     "PAPER_SETTINGS",
     "TABLE2_GRIDS",
-    "UNIFIED_FOCAL_OPTIMUM",
     "RunSpec",
     "arm_name",
     "compare_plan",
@@ -43,13 +44,10 @@ __all__ = [
     "tune_plan",
 ]
 
-#: The paper's seven compared losses, in the paper's table order.
-PAPER_LOSS_ORDER: tuple[str, ...] = (
-    "focal", "dice", "tversky", "focal_tversky", "combo", "hybrid_focal", "unified_focal",
-)
-
-#: The settings of the paper's comparison (Section 3 / Tables 3-5), all explicit so that a run does not
-#: depend on the library's defaults (Hybrid Focal: λ = 0.5 with the focal and focal-Tversky settings).
+#: The settings of the paper's comparison (Section 3 / Tables 3-5) for each of
+#: :data:`unifocal.losses.PAPER_LOSSES` (its keys, in the paper's table order), all explicit so that a
+#: run does not depend on the library's defaults (Hybrid Focal: λ = 0.5 with the focal and
+#: focal-Tversky settings; Unified Focal: the tuned optimum δ = 0.6, γ = 0.2, λ = 0.5).
 PAPER_SETTINGS: dict[str, dict[str, float]] = {
     "focal": {"alpha": 0.25, "gamma": 2.0},
     "dice": {},
@@ -58,11 +56,8 @@ PAPER_SETTINGS: dict[str, dict[str, float]] = {
     "combo": {"alpha": 0.5, "beta": 0.5},
     "hybrid_focal": {"lambda_": 0.5, "focal_alpha": 0.25, "focal_gamma": 2.0,
                      "tversky_alpha": 0.3, "tversky_beta": 0.7, "tversky_gamma": 4.0 / 3.0},
-    "unified_focal": {"delta": 0.6, "gamma": 0.2, "lambda_": 0.5},
+    "unified_focal": {"delta": 0.6, "gamma": 0.2, "lambda_": 0.5},  # the paper's tuned optimum
 }
-
-#: The paper's tuned optimum of the Unified Focal loss.
-UNIFIED_FOCAL_OPTIMUM: dict[str, float] = {"delta": 0.6, "gamma": 0.2, "lambda_": 0.5}
 
 
 def _r(values: Iterable[float]) -> list[float]:
@@ -163,7 +158,7 @@ def parse_losses(spec: str | Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for item in items:
         if item == "paper":
-            out.extend((n, dict(PAPER_SETTINGS[n])) for n in PAPER_LOSS_ORDER)
+            out.extend((n, dict(PAPER_SETTINGS[n])) for n in PAPER_LOSSES)
             continue
         name, *kvs = item.split(":")
         params = dict(PAPER_SETTINGS.get(name, {}))
@@ -340,7 +335,7 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
         elif "=" in item:
             grid = parse_grid(item)
             fixed = dict(base_params if base_params is not None else
-                         (UNIFIED_FOCAL_OPTIMUM if loss == "unified_focal" else {}))
+                         (PAPER_SETTINGS["unified_focal"] if loss == "unified_focal" else {}))
             keys = list(grid)
             for combo in itertools.product(*(grid[k] for k in keys)):
                 p = {**fixed, **dict(zip(keys, combo))}
@@ -413,7 +408,6 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
     for s in specs[1:]:
         if _comparable(s.config) != shared:
             raise ValueError(f"run {s.name} has a different shared configuration from {specs[0].name}")
-    root.mkdir(parents=True, exist_ok=True)
     f = root / _STUDY_FILE
     if f.exists():
         old = yaml.safe_load(f.read_text()) or {}
@@ -421,20 +415,26 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
         if diff:
             raise ValueError(f"{root} already holds a study with a different configuration (keys {diff}); "
                              "use another output folder")
-    else:
-        from unifocal._atomic import atomic_write_text
+    dataset = None
+    if write_splits:  # opened before anything is written: a missing dataset leaves no study folder
+        from unifocal.data import load_dataset
 
+        ds_cfg = dict(specs[0].config["dataset"])
+        src = ds_cfg.get("path") or ds_cfg.get("name")
+        if src is None:
+            raise ValueError("dataset configuration needs 'path' or 'name'")
+        try:
+            dataset = load_dataset(src, layout=ds_cfg.get("layout"), **(ds_cfg.get("options") or {}))
+        except (FileNotFoundError, TypeError) as e:
+            raise ValueError(f"cannot open dataset {src!r}: {e}; fix --dataset / dataset.path / options") from e
+    root.mkdir(parents=True, exist_ok=True)
+    if not f.exists():
         atomic_write_text(f, yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))
-    if not write_splits:
+    if dataset is None:
         return None
-    from unifocal.data import get_splits, load_dataset
+    from unifocal.data import get_splits
 
     cfg0 = specs[0].config
-    ds_cfg = dict(cfg0["dataset"])
-    src = ds_cfg.get("path") or ds_cfg.get("name")
-    if src is None:
-        raise ValueError("dataset configuration needs 'path' or 'name'")
-    dataset = load_dataset(src, layout=ds_cfg.get("layout"), **(ds_cfg.get("options") or {}))
     splits_dir = Path(cfg0.get("splits_dir") or root)
     splits_dir.mkdir(parents=True, exist_ok=True)
     folds = get_splits(dataset, splits_dir, int(cfg0.get("n_folds", 5)), int(cfg0.get("split_seed", 0)))

@@ -258,9 +258,9 @@ def _write_pages(rep: Report, runs_dir: Path) -> None:
         md += ["## Notes", "", *[f"- {n}" for n in rep.notes], ""]
         body += ["<h2>Notes</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in rep.notes], "</ul>"]
     rep.page_md = out / "report.md"
-    rep.page_md.write_text("\n".join(md))
+    atomic_write_text(rep.page_md, "\n".join(md))
     rep.page_html = out / "report.html"
-    rep.page_html.write_text("<!doctype html><html><head><meta charset='utf-8'><title>unifocal study report"
+    atomic_write_text(rep.page_html, "<!doctype html><html><head><meta charset='utf-8'><title>unifocal study report"
                              "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
                              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
                              "caption{caption-side:bottom;font-size:90%;text-align:left}</style></head><body>"

@@ -250,11 +250,11 @@ def pick_reference(arms: dict[str, Arm], reference: str | None = None) -> str | 
         if not cands:
             raise ValueError(f"reference {reference!r} is neither an arm nor a loss of {sorted(arms)}")
         return cands[0]
-    from unifocal.study.plan import UNIFIED_FOCAL_OPTIMUM
+    from unifocal.study.plan import PAPER_SETTINGS
 
     def distance(name: str) -> float:
         p = arms[name].params
-        return round(sum(abs(float(p.get(k, v)) - v) for k, v in UNIFIED_FOCAL_OPTIMUM.items()), 9)
+        return round(sum(abs(float(p.get(k, v)) - v) for k, v in PAPER_SETTINGS["unified_focal"].items()), 9)
 
     uf = [n for n, a in arms.items() if a.loss == "unified_focal"]
     return min(uf, key=distance) if uf else None  # min keeps the first of equal distances

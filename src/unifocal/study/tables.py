@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unifocal._atomic import atomic_write_text
+from unifocal.losses.constants import PAPER_LOSSES
 from unifocal.metrics import MeanCI
-from unifocal.study.plan import PAPER_LOSS_ORDER, PAPER_SETTINGS, arm_name, table2_lambda
+from unifocal.study.plan import PAPER_SETTINGS, arm_name, table2_lambda
 from unifocal.study.results import (
     METRICS,
     Arm,
@@ -64,7 +66,7 @@ def arm_title(loss: str, params: dict[str, Any]) -> str:
 def _arm_order(arms: dict[str, Arm]) -> list[str]:
     def key(name: str) -> tuple:
         a = arms[name]
-        i = PAPER_LOSS_ORDER.index(a.loss) if a.loss in PAPER_LOSS_ORDER else len(PAPER_LOSS_ORDER)
+        i = PAPER_LOSSES.index(a.loss) if a.loss in PAPER_LOSSES else len(PAPER_LOSSES)
         return (i, a.loss, sorted((k, float(v) if isinstance(v, (int, float)) else 0.0)
                                   for k, v in a.params.items()), name)
 
@@ -276,11 +278,11 @@ def build_table(arms: dict[str, Arm], unit: str = "folds", reference: str | None
 
 
 def write_tables(table: ResultTable, out_dir: str | Path, stem: str = "table") -> dict[str, Path]:
-    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex``; returns the paths by format."""
+    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` atomically; returns the paths by format."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "tex": out / f"{stem}.tex"}
-    paths["md"].write_text(table.to_markdown())
-    paths["csv"].write_text(table.to_csv())
-    paths["tex"].write_text(table.to_latex(label=f"tab:{stem}"))
+    atomic_write_text(paths["md"], table.to_markdown())
+    atomic_write_text(paths["csv"], table.to_csv())
+    atomic_write_text(paths["tex"], table.to_latex(label=f"tab:{stem}"))
     return paths

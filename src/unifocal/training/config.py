@@ -10,7 +10,8 @@ Keys (YAML; command-line flags override, see ``docs/training.md``)::
     batch_size: null      # paper: 32 for 2D, 2 for 3D
     patch_size: null      # 2D: whole (preprocessed) image; 3D: the dataset's, else 96^3 capped by the
                           # largest of the first 20 volumes (rounded up to the network's divisor)
-    fold: 0
+    fold: 0               # 0..n_folds-1, or "all": train on every case (validation = the training
+                          # cases, as nnU-Net's fold "all"; the final model, no held-out estimate)
     n_folds: 5
     split_seed: 0
     seed: 0
@@ -48,10 +49,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["SCHEMES", "TrainConfig", "load_config_file", "parse_key_values", "resolve_config"]
+from unifocal.data.phantom import PHANTOM_DEFAULTS
+
+__all__ = ["ALL_FOLDS", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "parse_key_values",
+           "parse_size", "resolve_config"]
 
 SCHEMES = ("sgd", "adam", "sota")
-PHANTOMS = ("phantom2d", "phantom3d")
+#: The built-in phantom datasets (names accepted instead of a path).
+PHANTOMS: tuple[str, ...] = tuple(PHANTOM_DEFAULTS)
+#: The ``fold`` value that trains on every case (no held-out fold), as nnU-Net's ``--fold all``.
+ALL_FOLDS = "all"
 
 
 @dataclass
@@ -65,7 +72,7 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None
     patch_size: list[int] | None = None
-    fold: int = 0
+    fold: int | str = 0
     n_folds: int = 5
     split_seed: int = 0
     seed: int = 0
@@ -91,7 +98,7 @@ class TrainConfig:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "scheme": (str,), "epochs": (int,), "batch_size": (int,), "fold": (int,), "n_folds": (int,),
+    "scheme": (str,), "epochs": (int,), "batch_size": (int,), "fold": (int, str), "n_folds": (int,),
     "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
     "augment": (bool,), "overlap": (float, int), "lr": (float, int), "adam_schedule": (str,),
     "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
@@ -120,7 +127,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def parse_key_values(items: list[str] | None, what: str = "--loss-param") -> dict[str, Any]:
-    """``["delta=0.6", "gamma=0.2"]`` -> ``{"delta": 0.6, "gamma": 0.2}`` (values parsed as YAML scalars)."""
+    """``["delta=0.6", "gamma=0.2"]`` -> ``{"delta": 0.6, "gamma": 0.2}``.
+
+    Values are parsed as YAML (``0.6``, ``[128, 128]``, ``true``); ``null``, ``~`` and ``None`` give
+    ``None``, which is kept (it switches a preprocessing step off).
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
@@ -129,11 +140,139 @@ def parse_key_values(items: list[str] | None, what: str = "--loss-param") -> dic
         k = k.strip().replace("-", "_")
         if not k:
             raise ValueError(f"{what} {item!r} has an empty name; write NAME=VALUE")
+        if v.strip() == "None":  # Python's spelling of YAML's null: switches a step off
+            out[k] = None
+            continue
         try:
             out[k] = yaml.safe_load(v)
         except yaml.YAMLError:
             out[k] = v
     return out
+
+
+def parse_size(value: str | int | list[int] | None, what: str = "--patch-size") -> list[int] | None:
+    """``"128,128"``, ``"128x128"``, ``96`` or ``[96, 96]`` -> a list of integers (``None`` stays ``None``).
+
+    Raises:
+        ValueError: The value is not one or more positive integers.
+    """
+    if value is None or isinstance(value, list):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    parts = [s.strip() for s in str(value).lower().replace("x", ",").split(",")]
+    sizes = [int(s) for s in parts if s.isdigit()]
+    if not sizes or len(sizes) != len(parts) or any(s < 1 for s in sizes):
+        raise ValueError(f"{what} {value!r} must be positive integers like 128,128 or 64x64x64")
+    return sizes
+
+
+def parse_fold(value: str | int | None) -> int | str | None:
+    """A fold from the command line: an integer, or ``"all"`` (train on every case)."""
+    if value is None or isinstance(value, int):
+        return value
+    v = str(value).strip().lower()
+    if v == ALL_FOLDS:
+        return ALL_FOLDS
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError(f"--fold {value!r} must be a fold number (0, 1, ...) or {ALL_FOLDS!r}") from None
+
+
+def dataset_entry(value: Any) -> dict[str, Any]:
+    """A ``dataset`` entry as a mapping: a phantom name becomes ``{name}``, anything else ``{path}``."""
+    if value is None:
+        return {}
+    if isinstance(value, (str, Path)):
+        return {"name": str(value)} if str(value) in PHANTOMS else {"path": str(value)}
+    if not isinstance(value, dict):
+        raise ValueError(f"dataset must be a name ({', '.join(PHANTOMS)}), a path, or a mapping "
+                         f"{{path|name, layout, options}}; got {value!r}")
+    return copy.deepcopy(value)
+
+
+def build_config(config_file: str | Path | None = None, *, dataset: str | None = None, layout: str | None = None,
+                 dataset_option: list[str] | None = None, loss: str | None = None,
+                 loss_param: list[str] | None = None, model: str | None = None,
+                 model_param: list[str] | None = None, base_filters: int | None = None,
+                 deep_supervision: bool | None = None, **keys: Any) -> dict[str, Any]:
+    """Merge a YAML file with command-line settings into one configuration dict (the settings win).
+
+    The single builder behind ``unifocal train``, ``unifocal evaluate`` and ``unifocal study``.
+    Every setting given arrives: ``None`` means "not given" for the arguments, but a ``None`` *value*
+    inside ``NAME=VALUE`` (``resize=null``) is kept, since it switches a preprocessing step off.
+
+    Args:
+        config_file: YAML file of configuration keys (the module docstring lists them).
+        dataset: Dataset folder or phantom name; replaces the file's ``path`` / ``name`` only, its
+            ``layout`` and ``options`` are kept.
+        layout: Dataset layout.
+        dataset_option: ``NAME=VALUE`` items added to ``dataset.options``.
+        loss: Loss name; a name other than the file's drops the file's loss parameters.
+        loss_param: ``NAME=VALUE`` items added to ``loss.params``.
+        model: Model name.
+        model_param: ``NAME=VALUE`` items added to ``model``.
+        base_filters: ``model.base_filters``.
+        deep_supervision: ``model.deep_supervision``.
+        **keys: Any other top-level key (``epochs``, ``patch_size``, ``fold``...), ``None``: not given.
+
+    Returns:
+        The unvalidated configuration (pass it to :func:`resolve_config`).
+
+    Raises:
+        ValueError: Unreadable file, malformed ``NAME=VALUE``, patch size or fold, unknown key.
+    """
+    cfg: dict[str, Any] = load_config_file(config_file) if config_file is not None else {}
+    if dataset is not None or layout is not None or dataset_option:
+        ds = dataset_entry(cfg.get("dataset"))
+        if dataset is not None:
+            ds.pop("name", None)
+            ds.pop("path", None)
+            ds.update(dataset_entry(dataset))
+        if not ds.get("name") and not ds.get("path"):
+            raise ValueError("--layout / --dataset-option need a dataset: pass --dataset PATH (or "
+                             f"{' / '.join(PHANTOMS)}) or a --config with 'dataset'")
+        if layout is not None:
+            ds["layout"] = layout
+        if dataset_option:
+            opts = ds.get("options") or {}
+            if not isinstance(opts, dict):
+                raise ValueError(f"dataset.options must be a mapping, got {opts!r}")
+            ds["options"] = {**opts, **parse_key_values(dataset_option, "--dataset-option")}
+        cfg["dataset"] = ds
+    if loss is not None or loss_param:
+        lc = cfg.get("loss")
+        lc = {"name": lc} if isinstance(lc, str) else dict(lc or {"name": "unified_focal"})
+        if loss is not None and loss != lc.get("name"):
+            lc = {"name": loss, "params": {}}
+        lc["params"] = {**(lc.get("params") or {}), **parse_key_values(loss_param, "--loss-param")}
+        cfg["loss"] = lc
+    if model is not None or model_param or base_filters is not None or deep_supervision is not None:
+        mc = cfg.get("model")
+        mc = {"name": mc} if isinstance(mc, str) else dict(mc or {"name": "unet"})
+        if model is not None:
+            mc["name"] = model
+        mc.update(parse_key_values(model_param, "--model-param"))
+        if base_filters is not None:
+            mc["base_filters"] = base_filters
+        if deep_supervision is not None:
+            mc["deep_supervision"] = deep_supervision
+        cfg["model"] = mc
+    allowed = [k for k in TrainConfig.__dataclass_fields__ if k not in ("dataset", "loss", "model")]
+    for k, v in keys.items():
+        if k not in allowed:
+            _fail_unknown("configuration key", k, allowed)
+        if v is None:
+            continue
+        if k == "patch_size":
+            v = parse_size(v)
+        elif k == "fold":
+            v = parse_fold(v)
+        elif k == "splits_dir":
+            v = str(Path(v).resolve())
+        cfg[k] = v
+    return cfg
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -150,11 +289,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _normalise_dataset(ds: Any) -> dict[str, Any]:
-    if isinstance(ds, (str, Path)):
-        ds = {"name": str(ds)} if str(ds) in PHANTOMS else {"path": str(ds)}
-    if not isinstance(ds, dict):
-        raise ValueError(f"dataset must be a name ({', '.join(PHANTOMS)}), a path, or a mapping "
-                         f"{{path|name, layout, options}}; got {ds!r}")
+    ds = dataset_entry(ds)
     for k in ds:
         if k not in ("name", "path", "layout", "options"):
             _fail_unknown("dataset key", k, ["name", "path", "layout", "options"])
@@ -266,8 +401,13 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
             raise ValueError(f"{k} must be >= 1, got {data[k]}")
     if data["n_folds"] < 2:
         raise ValueError(f"n_folds must be >= 2, got {data['n_folds']}")
-    if not 0 <= data["fold"] < data["n_folds"]:
-        raise ValueError(f"fold must lie in [0, n_folds={data['n_folds']}), got {data['fold']}")
+    if isinstance(data["fold"], str):
+        if data["fold"].strip().lower() != ALL_FOLDS:
+            raise ValueError(f"fold must be an integer in [0, n_folds={data['n_folds']}) or {ALL_FOLDS!r} "
+                             f"(train on every case), got {data['fold']!r}")
+        data["fold"] = ALL_FOLDS
+    elif not 0 <= data["fold"] < data["n_folds"]:
+        raise ValueError(f"fold must lie in [0, n_folds={data['n_folds']}) or be {ALL_FOLDS!r}, got {data['fold']}")
     if not 0.0 <= float(data["overlap"]) < 1.0:
         raise ValueError(f"overlap must lie in [0, 1), got {data['overlap']}")
     if data["lr"] is not None and not data["lr"] > 0:

@@ -4,6 +4,11 @@ Writes the run-folder files ``metrics_per_case.csv`` (``case_id, class, dsc, pre
 fp, fn``) and returns the per-class aggregate ``{"<class>": {"dsc": {"mean", "ci95", "n"}, ...}}``
 (mean and Student-t 95 % half-width over cases, :func:`unifocal.metrics.mean_ci`). Classes are the
 foreground classes ``1..K-1``, named by ``dataset.class_names``.
+
+A trained model is only scored on data preprocessed as it was trained: :func:`open_run_dataset`
+opens any dataset with the run's own preprocessing (recorded in the checkpoint), and refuses a
+preprocessing option that contradicts it, instead of the layout's defaults (a model trained on
+native-resolution patches and scored on images resized to 128x128 gives a wrong, plausible DSC).
 """
 
 from __future__ import annotations
@@ -19,10 +24,75 @@ from unifocal._atomic import atomic_write_csv
 from unifocal.metrics import case_metrics, mean_ci
 from unifocal.training.inference import predict_probabilities, probs_to_labels, save_prediction
 
-__all__ = ["CSV_FIELDS", "aggregate", "evaluate_cases", "write_metrics_csv"]
+__all__ = ["CSV_FIELDS", "aggregate", "evaluate_cases", "open_run_dataset", "write_metrics_csv"]
 
 CSV_FIELDS = ["case_id", "class", "dsc", "precision", "recall", "tp", "fp", "fn"]
 METRICS = ("dsc", "precision", "recall")
+
+
+def _preprocessing_of(options: dict[str, Any]) -> dict[str, Any]:
+    from unifocal.data.preprocessing import DEFAULT_PREPROCESSING
+
+    pre = dict(options.get("preprocessing") or {})
+    pre.update({k: v for k, v in options.items() if k in DEFAULT_PREPROCESSING})
+    return pre
+
+
+def open_run_dataset(run_config: dict[str, Any], spec: dict[str, Any],
+                     dataset: dict[str, Any] | None = None) -> tuple[Any, bool]:
+    """Open the dataset on which to score a trained run, with the run's own preprocessing.
+
+    Args:
+        run_config: The run's configuration (``config`` of its checkpoint).
+        spec: The checkpoint's model specification (its ``preprocessing`` is what the model was
+            trained on).
+        dataset: ``None``: the run's own dataset; a mapping without ``path`` / ``name``: the run's
+            own dataset with these ``options`` added (e.g. to select cases); a full dataset entry
+            (``{path|name, layout, options}``): another dataset.
+
+    Returns:
+        ``(dataset, own)``: the opened dataset and whether it is the run's own.
+
+    Raises:
+        ValueError: A preprocessing option differs from the run's, or the dataset's classes do not
+            match the model's.
+    """
+    from unifocal.data.preprocessing import DEFAULT_PREPROCESSING, make_preprocessing
+    from unifocal.training.config import _normalise_dataset
+    from unifocal.training.loop import load_dataset_from_config
+
+    base = dict(run_config["dataset"])
+    own = dataset is None or not (dataset.get("path") or dataset.get("name"))
+    if own:
+        extra = dict((dataset or {}).get("options") or {})
+        ds_cfg = {**base, "options": {**(base.get("options") or {}), **extra}}
+    else:
+        ds_cfg = _normalise_dataset(dataset)
+    options = dict(ds_cfg.get("options") or {})
+    trained = {k: v for k, v in (spec.get("preprocessing") or {}).items() if k != "version"}
+    if trained:
+        asked = _preprocessing_of(options)
+        if asked:
+            want = make_preprocessing(trained)
+            got = make_preprocessing(trained, **asked)
+            bad = [f"{k}={asked[k]!r} (trained with {want[k]!r})" for k in asked if got[k] != want[k]]
+            if bad:
+                raise ValueError(f"preprocessing {', '.join(bad)} differs from the run's; a model is scored on "
+                                 f"data preprocessed as it was trained: drop these dataset options")
+        options = {k: v for k, v in options.items() if k not in DEFAULT_PREPROCESSING and k != "preprocessing"}
+        options["preprocessing"] = trained
+        ds_cfg["options"] = options
+    ds = load_dataset_from_config(ds_cfg)
+    if trained:
+        want = {k: v for k, v in make_preprocessing(trained).items() if k != "version"}
+        used = {k: v for k, v in ds.preprocessing.items() if k != "version"}
+        if used != want:
+            raise ValueError(f"{ds_cfg.get('path') or ds_cfg.get('name')} was opened with preprocessing {used}, "
+                             f"not the run's {trained}")
+    if ds.num_classes != spec["num_classes"]:
+        raise ValueError(f"the dataset has {ds.num_classes} classes but the model predicts {spec['num_classes']}; "
+                         f"score the run on a dataset with the same classes")
+    return ds, own
 
 
 def _to_original(dataset: Any, cid: str, probs: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ from unifocal.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from unifocal.training.config import TrainConfig, finalise_for_dataset, resolve_config
+from unifocal.training.config import ALL_FOLDS, TrainConfig, finalise_for_dataset, resolve_config
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
 from unifocal.training.inference import predict_logits, select_device
 from unifocal.training.schemes import make_optimizer, make_scheduler
@@ -82,9 +82,13 @@ def load_dataset_from_config(ds_cfg: dict[str, Any]) -> Any:
 
 
 def make_loss(dataset: Any, loss_cfg: dict[str, Any]) -> nn.Module:
-    """The configured loss; the dataset's ``rare_classes`` are passed when the loss takes them and the
-    configuration does not set them (they equal the loss default, all but background, unless the
-    dataset says otherwise)."""
+    """The configured loss; the dataset's ``rare_classes`` are passed when the configuration does not
+    set them (they equal the loss default, all but background, unless the dataset says otherwise).
+
+    Raises:
+        ValueError: Invalid loss settings, including the dataset's ``rare_classes`` (e.g. the
+            background class): they are refused, never dropped.
+    """
     from unifocal.losses import get_loss
 
     params = dict(loss_cfg.get("params") or {})
@@ -92,8 +96,9 @@ def make_loss(dataset: Any, loss_cfg: dict[str, Any]) -> nn.Module:
     if rare is not None and "rare_classes" not in params:
         try:
             return get_loss(loss_cfg["name"], **params, rare_classes=list(rare))
-        except ValueError:
-            pass  # this loss has no rare_classes argument
+        except ValueError as e:
+            raise ValueError(f"the dataset's rare_classes {list(rare)} are invalid for loss "
+                             f"{loss_cfg['name']!r}: {e}; fix dataset.options.rare_classes") from e
     return get_loss(loss_cfg["name"], **params)
 
 
@@ -386,9 +391,13 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
 
     from unifocal.data import get_splits
 
-    splits_dir = Path(cfg.splits_dir) if cfg.splits_dir else run_dir
-    folds = get_splits(ctx.dataset, splits_dir, n_folds=cfg.n_folds, seed=cfg.split_seed)
-    train_ids, val_ids = list(folds[cfg.fold]["train"]), list(folds[cfg.fold]["val"])
+    if cfg.fold == ALL_FOLDS:  # the final model on every case; validation = the training cases
+        train_ids = list(ctx.dataset.ids)
+        val_ids = list(train_ids)
+    else:
+        splits_dir = Path(cfg.splits_dir) if cfg.splits_dir else run_dir
+        folds = get_splits(ctx.dataset, splits_dir, n_folds=cfg.n_folds, seed=cfg.split_seed)
+        train_ids, val_ids = list(folds[cfg.fold]["train"]), list(folds[cfg.fold]["val"])
     atomic_write_json(run_dir / "split.json", {"fold": cfg.fold, "train": train_ids, "val": val_ids})
     if not train_ids or not val_ids:
         raise ValueError(f"fold {cfg.fold} has {len(train_ids)} training and {len(val_ids)} validation cases; "

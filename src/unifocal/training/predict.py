@@ -69,13 +69,13 @@ def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, An
 
 def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
                   probabilities: bool = False, device: str = "auto", amp: bool = False,
-                  overlap: float | None = None) -> list[Path]:
+                  overlap: float | None = None, progress: bool = False) -> list[Path]:
     """Predict image files with a trained run; returns the written label files.
 
     Each input is preprocessed with the run's preprocessing, predicted (whole image in 2D,
     sliding window in 3D), mapped back to the input's grid (probabilities linearly, then arg-max)
     and saved in ``out_dir`` under the input's stem: PNG for PNG input, NIfTI with the input's
-    affine for NIfTI input; ``probabilities`` adds the class probabilities.
+    affine for NIfTI input; ``probabilities`` adds the class probabilities; ``progress`` shows a bar.
     """
     from unifocal.data.io import is_nifti, strip_nifti_suffix
     from unifocal.data.preprocessing import make_preprocessing, preprocess, restore_geometry
@@ -96,6 +96,10 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
     if not files:
         raise ValueError("no input images found (PNG or NIfTI)")
     written = []
+    if progress:
+        from tqdm import tqdm
+
+        files = tqdm(files, desc="predict", leave=False)
     for f in files:
         image, meta = _read_input(f, spec["spatial_dims"])
         if image.shape[0] != spec["in_channels"]:
@@ -122,26 +126,26 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
     Args:
         run_or_ckpt: Run folder or checkpoint.
         out_dir: Where the CSV, summary (and predictions) go.
-        dataset: Dataset configuration (default: the run's own, from the checkpoint's config).
+        dataset: Dataset configuration (default: the run's own, from the checkpoint's config; a
+            mapping with ``options`` only adds them to the run's own), always opened with the
+            run's preprocessing (:func:`unifocal.training.evaluation.open_run_dataset`).
         ids: Cases to score (default: the run's validation cases from ``split.json`` when evaluating
             the run's own dataset, else every case).
     """
     import json
 
-    from unifocal.training.config import _normalise_dataset
-    from unifocal.training.loop import load_dataset_from_config
+    from unifocal.training.evaluation import open_run_dataset
 
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
     ckpt = load_checkpoint(_checkpoint_path(run_or_ckpt), map_location="cpu")
-    own = dataset is None
-    ds_cfg = ckpt["config"]["dataset"] if own else _normalise_dataset(dataset)
-    ds = load_dataset_from_config(ds_cfg)
-    if ds.num_classes != spec["num_classes"]:
-        raise ValueError(f"the dataset has {ds.num_classes} classes but the model predicts {spec['num_classes']}")
+    ds, own = open_run_dataset(ckpt["config"], spec, dataset)
     if ids is None:
         split = Path(run_or_ckpt) / "split.json"
-        ids = json.loads(split.read_text())["val"] if own and split.is_file() else list(ds.ids)
+        ids = list(ds.ids)
+        if own and split.is_file():  # the run's validation cases (those the dataset options keep)
+            kept = set(ids)
+            ids = [c for c in json.loads(split.read_text())["val"] if c in kept]
     out_dir = Path(out_dir)
     rows = evaluate_cases(model, ds, list(ids), patch_size=spec.get("patch_size") if spec["spatial_dims"] == 3 else None,
                           overlap=spec.get("overlap", 0.5), device=dev,
