@@ -1,0 +1,475 @@
+"""The shared core of the Keras losses, written with ``keras.ops`` only (JAX, TensorFlow, PyTorch).
+
+It mirrors :mod:`unifocal.losses._core` term by term, so that both implementations agree to float64
+precision:
+
+* :func:`prepare` checks ``y_true`` / ``y_pred``, moves the class axis last and flattens to
+  ``(B, N, K)`` (``K = max(C, 2)``: a one-channel sigmoid output becomes the two classes
+  ``[1 - p, p]``), with a one-hot target ``(B, N, K)`` (integer labels are expanded in the graph,
+  where XLA fuses the expansion into the sums), a validity mask for ``ignore_index`` and the number of
+  valid positions per sample.
+* a loss is described as :class:`Terms`: ``coef · D + Σ R_i(TP, FP, FN)``, one cross-entropy-type
+  term ``D`` (per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, averaged over the valid
+  positions of a sample) and Dice/Tversky-type terms of the per-class statistics.
+* :func:`evaluate` returns the per-sample loss ``(B,)``; Keras's ``reduction`` reduces it.
+
+Value checks (NaN, ranges, labels, channel layout) need concrete tensors: they run in eager execution
+(the PyTorch backend, eager JAX/TensorFlow calls) and are skipped while a graph is traced
+(``jax.jit``, ``tf.function``), where only the shape checks apply.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from unifocal.losses._core import check_common
+from unifocal.losses.constants import DEFAULT_SMOOTH, POW_FLOOR, PROB_EPS
+
+DATA_FORMATS: tuple[str, ...] = ("channels_last", "channels_first")
+
+#: The common keyword arguments of every Keras loss, with their defaults (``from_logits`` and
+#: ``data_format`` replace the torch losses' ``input``; ``reduction`` is Keras's own).
+COMMON_DEFAULTS: dict[str, Any] = {
+    "from_logits": False, "data_format": "channels_last", "rare_classes": None, "background": 0,
+    "ignore_index": None, "batch": False, "smooth": DEFAULT_SMOOTH,
+}
+
+#: Tolerance of the layout check: probabilities / one-hot targets summing to one over an axis.
+_SUM_TOL = 1e-2
+
+
+def check_common_keras(common: dict[str, Any]) -> dict[str, Any]:
+    """Validate the common keyword arguments; returns them completed with defaults.
+
+    The checks shared with the torch losses (``rare_classes``, ``background``, ``ignore_index``,
+    ``batch``, ``smooth``) are :func:`unifocal.losses._core.check_common` itself.
+
+    Raises:
+        ValueError: an unknown keyword or a bad value (the message names it).
+    """
+    unknown = set(common) - set(COMMON_DEFAULTS)
+    if unknown:
+        hint = " (the Keras losses take from_logits=True/False instead of input=)" if "input" in unknown else ""
+        raise ValueError(f"unknown keyword argument(s) {sorted(unknown)}{hint}; "
+                         f"common ones are {sorted(COMMON_DEFAULTS)}")
+    c = {**COMMON_DEFAULTS, **common}
+    if not isinstance(c["from_logits"], bool):
+        raise ValueError(f"from_logits must be True or False, got {c['from_logits']!r}")
+    if c["data_format"] not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {c['data_format']!r}")
+    shared = {k: c[k] for k in ("rare_classes", "background", "ignore_index", "batch", "smooth")}
+    shared = check_common(shared)
+    c.update({k: shared[k] for k in ("rare_classes", "background", "ignore_index", "batch", "smooth")})
+    if c["rare_classes"] is not None:
+        c["rare_classes"] = list(c["rare_classes"])
+    return c
+
+
+# --- eager or traced --------------------------------------------------------------------------
+
+def is_concrete(x: Any) -> bool:
+    """Whether ``x`` holds values now (eager execution), not a placeholder being traced into a graph."""
+    if isinstance(x, np.ndarray):
+        return True
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and hasattr(x, "numpy")
+    if backend == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return backend == "numpy"
+
+
+def clip_closed(x: Any, lo: float, hi: float) -> Any:
+    """``x`` clipped to ``[lo, hi]`` with gradient 1 on the closed interval, as ``torch.clamp`` and
+    ``tf.clip_by_value`` (JAX's ``clip`` halves the gradient where ``x`` equals a bound)."""
+    lo_t, hi_t = ops.cast(lo, x.dtype), ops.cast(hi, x.dtype)
+    return ops.where(x < lo_t, lo_t, ops.where(x > hi_t, hi_t, x))
+
+
+def _np(x: Any) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+# --- prepared inputs --------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """Checked, flattened inputs of one loss evaluation (in the loss's dtype).
+
+    ``x`` holds logits ``(B, N, K)`` (a single sigmoid channel already expanded to the two-class
+    logits ``[0, z]``) or, with ``from_logits=False``, probabilities; ``g`` the one-hot / soft target
+    ``(B, N, K)`` (zero at ignored positions); ``valid`` the ``(B, N)`` mask of counted positions or
+    ``None``; ``n_valid`` ``(B,)`` the number of counted positions (at least 1).
+    """
+
+    x: Any
+    g: Any
+    valid: Any
+    n_valid: Any
+    num_classes: int
+    common: dict
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def from_logits(self) -> bool:
+        return self.common["from_logits"]
+
+    @property
+    def logp(self) -> Any:
+        if "logp" not in self._cache:
+            if self.from_logits:
+                self._cache["logp"] = ops.log_softmax(self.x, axis=-1)
+            else:
+                self._cache["logp"] = ops.log(clip_closed(self.x, PROB_EPS, 1.0 - PROB_EPS))
+        return self._cache["logp"]
+
+    @property
+    def p(self) -> Any:
+        if "p" not in self._cache:
+            self._cache["p"] = ops.exp(self.logp) if self.from_logits else self.x
+        return self._cache["p"]
+
+    def const(self, values: Sequence[float]) -> Any:
+        return ops.convert_to_tensor(np.asarray(values, dtype="float64"), dtype=self.x.dtype)
+
+    def roles(self) -> tuple[int, tuple[int, ...]]:
+        """``(background, rare_classes)`` checked against the number of classes."""
+        k = self.num_classes
+        bg = self.common["background"]
+        if bg >= k:
+            raise ValueError(f"background class {bg} is outside [0, {k}) for {k} classes")
+        rare = self.common["rare_classes"]
+        if rare is None:
+            rare = tuple(c for c in range(k) if c != bg)
+        elif any(r >= k for r in rare):
+            raise ValueError(f"rare_classes {list(rare)} contain a class outside [0, {k}) for {k} classes")
+        return bg, tuple(rare)
+
+    def class_vector(self, name: str, value: float | Sequence[float]) -> list[float]:
+        """A per-class list ``(K,)`` from a scalar or a length-K sequence."""
+        k = self.num_classes
+        if isinstance(value, int | float):
+            return [float(value)] * k
+        vals = [float(v) for v in value]
+        if len(vals) != k:
+            raise ValueError(f"{name} has {len(vals)} entries but the input has {k} classes")
+        return vals
+
+    def by_role(self, background: float, rare: float, other: float) -> list[float]:
+        """A per-class list ``(K,)`` taking one value for the background, rare and other classes."""
+        bg, rare_cls = self.roles()
+        v = [float(other)] * self.num_classes
+        for r in rare_cls:
+            v[r] = float(rare)
+        v[bg] = float(background)
+        return v
+
+
+def _shape(x: Any) -> tuple:
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def _fmt(shape: tuple) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _spatial_match(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _layout_hint(pred_shape: tuple, target_shape: tuple, data_format: str) -> str:
+    """A hint when the target's spatial shape matches ``y_pred`` read in the other layout."""
+    if data_format == "channels_last":
+        other_spatial, other = pred_shape[2:], "channels_first"
+    else:
+        other_spatial, other = pred_shape[1:-1], "channels_last"
+    t = target_shape[1:]
+    cands = [t]
+    if len(t) == len(other_spatial) + 1:  # labels with a channel axis, or a one-hot target
+        cands += [t[1:], t[:-1]]
+    if any(_spatial_match(c, other_spatial) for c in cands):
+        return (f"; y_pred {_fmt(pred_shape)} looks {other} (its spatial axes match the target's when the "
+                f"class axis is read {'first' if other == 'channels_first' else 'last'}): pass "
+                f"data_format={other!r}")
+    return ""
+
+
+def prepare(y_true: Any, y_pred: Any, common: dict) -> Prepared:
+    """Check and flatten ``y_true`` / ``y_pred`` (shapes: :mod:`unifocal.keras`)."""
+    fmt = common["data_format"]
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    dtype = y_pred.dtype
+    if "float" not in str(dtype):
+        raise ValueError(f"y_pred must be a floating tensor of probabilities or logits, got dtype {dtype}")
+    ps = _shape(y_pred)
+    if not 3 <= len(ps) <= 5:
+        raise ValueError(f"y_pred must have shape (B, *spatial, C) (channels_last) or (B, C, *spatial) "
+                         f"(channels_first) with 1-3 spatial dims, got {_fmt(ps)}")
+    if fmt == "channels_first":
+        y_pred = ops.moveaxis(y_pred, 1, -1)
+    shape = _shape(y_pred)
+    spatial, c = shape[1:-1], shape[-1]
+    if c is None or c < 1:
+        raise ValueError(f"y_pred needs a known, positive number of classes on its class axis, got {_fmt(ps)}")
+    k = max(c, 2)
+    ts = _shape(y_true)
+    eager = is_concrete(y_pred) and is_concrete(y_true)
+
+    # --- target: labels (B, *spatial) / (B, *spatial, 1), or one-hot (B, *spatial, C) ----------------
+    ii = common["ignore_index"]
+    labels = soft = None
+    if len(ts) == len(ps) - 1:
+        if not (_spatial_match(ts[:1], ps[:1]) and _spatial_match(ts[1:], spatial)):
+            raise ValueError(f"y_true shape {_fmt(ts)} does not match y_pred shape {_fmt(ps)} "
+                             f"({fmt}): expected labels of shape {_fmt((ps[0], *spatial))}"
+                             + _layout_hint(ps, ts, fmt))
+        labels = y_true
+    elif len(ts) == len(ps):
+        if fmt == "channels_first":
+            y_true = ops.moveaxis(y_true, 1, -1)
+        tshape = _shape(y_true)
+        if not (_spatial_match(tshape[:1], ps[:1]) and _spatial_match(tshape[1:-1], spatial)):
+            raise ValueError(f"y_true shape {_fmt(ts)} does not match y_pred shape {_fmt(ps)} ({fmt})"
+                             + _layout_hint(ps, ts, fmt))
+        tc = tshape[-1]
+        if tc == 1 and (c != 1 or ii is not None):
+            labels = ops.squeeze(y_true, axis=-1)
+        elif tc == c:
+            soft = y_true
+            if ii is not None:
+                raise ValueError("ignore_index applies to integer label targets only, not one-hot / soft targets")
+        else:
+            raise ValueError(f"one-hot y_true has {tc} channels but y_pred has {c} classes "
+                             f"(shapes {_fmt(ts)} and {_fmt(ps)}, {fmt})" + _layout_hint(ps, ts, fmt))
+    else:
+        raise ValueError(f"y_true must be labels (B, *spatial), (B, *spatial, 1) or one-hot (B, *spatial, C) "
+                         f"for channels_last (class axis after B for channels_first); got {_fmt(ts)} for y_pred "
+                         f"{_fmt(ps)}")
+
+    x = y_pred
+    if eager:
+        _check_values(x, labels, soft, c, k, common, ps, fmt)
+
+    if common["from_logits"]:
+        if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits
+            x = ops.concatenate([ops.zeros_like(x), x], axis=-1)
+    elif c == 1:
+        x = ops.concatenate([1.0 - x, x], axis=-1)
+    if None in spatial:  # unknown spatial size while tracing: keep the batch axis dynamic instead
+        x = ops.reshape(x, (ops.shape(x)[0], -1, k))
+    else:
+        x = ops.reshape(x, (-1, math.prod(spatial), k))
+    n = ops.shape(x)[1]
+
+    valid = None
+    if labels is not None:
+        lab = ops.reshape(labels, ops.shape(x)[:2])
+        if ii is not None:
+            vmask = ops.not_equal(lab, ops.cast(ii, lab.dtype))
+            valid = ops.cast(vmask, dtype)
+            lab = ops.where(vmask, lab, ops.zeros_like(lab))
+        g = ops.one_hot(ops.cast(lab, "int32"), k, dtype=dtype)
+        if valid is not None:
+            g = g * valid[..., None]
+            n_valid = ops.maximum(ops.sum(valid, axis=1), ops.cast(1.0, dtype))
+        else:
+            n_valid = ops.ones_like(g[:, 0, 0]) * ops.cast(n, dtype)
+    else:
+        g = ops.cast(soft, dtype)
+        if c == 1:
+            g = ops.concatenate([1.0 - g, g], axis=-1)
+        g = ops.reshape(g, ops.shape(x))
+        n_valid = ops.ones_like(g[:, 0, 0]) * ops.cast(n, dtype)
+    return Prepared(x, g, valid, n_valid, k, common)
+
+
+def _check_values(x: Any, labels: Any, soft: Any, c: int, k: int, common: dict, ps: tuple, fmt: str) -> None:
+    """Eager value checks: finiteness, ranges, label values, and a class axis read in the wrong layout."""
+    xv = _np(x).astype("float64")
+    if not np.isfinite(xv).all():
+        raise ValueError("y_pred contains NaN or Inf values")
+    other_axis = 1 if fmt == "channels_last" else -1  # where the class axis is in the other layout
+    if not common["from_logits"]:
+        lo, hi = float(xv.min()), float(xv.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"from_logits=False needs probabilities in [0, 1], got range [{lo}, {hi}]; "
+                             "pass from_logits=True for raw network scores")
+        if c >= 2 and xv.size:
+            # channels-last reading of probabilities that sum to one along another axis
+            off = np.abs(xv.sum(-1) - 1.0).max()
+            raw = np.moveaxis(xv, -1, 1) if fmt == "channels_first" else xv
+            alt = np.abs(raw.sum(other_axis) - 1.0).max() if raw.shape[other_axis] >= 2 else np.inf
+            if off > _SUM_TOL and alt <= _SUM_TOL:
+                other = "channels_first" if fmt == "channels_last" else "channels_last"
+                raise ValueError(f"y_pred {_fmt(ps)} holds probabilities that sum to one over axis "
+                                 f"{other_axis}, not over the class axis of {fmt}: it looks {other}; pass "
+                                 f"data_format={other!r}")
+    if labels is not None:
+        lv = _np(labels)
+        if lv.dtype == bool:
+            lv = lv.astype("int64")
+        if not np.isfinite(lv.astype("float64")).all() or not np.array_equal(lv, np.round(lv)):
+            raise ValueError("y_true of this shape is read as integer labels, but it has non-integer values "
+                             "(one-hot targets need one channel per class)")
+        ii = common["ignore_index"]
+        lv = lv.astype("int64")
+        if ii is not None:
+            lv = lv[lv != ii]
+        if lv.size and (lv.min() < 0 or lv.max() >= k):
+            bad = int(lv.min()) if lv.min() < 0 else int(lv.max())
+            raise ValueError(f"y_true label {bad} is outside [0, {k}) for {k} classes"
+                             + ("" if ii is None else f" (ignore_index={ii})"))
+    else:
+        gv = _np(soft).astype("float64")
+        if not np.isfinite(gv).all():
+            raise ValueError("y_true contains NaN or Inf values")
+        lo, hi = (float(gv.min()), float(gv.max())) if gv.size else (0.0, 0.0)
+        if lo < 0 or hi > 1:
+            raise ValueError(f"one-hot / soft y_true values must lie in [0, 1], got range [{lo}, {hi}]")
+        if c >= 2 and gv.size and np.array_equal(gv, np.round(gv)):
+            # a one-hot target (and so y_pred) read in the wrong layout still sums to one elsewhere
+            off = np.abs(gv.sum(-1) - 1.0).max()
+            raw = np.moveaxis(gv, -1, 1) if fmt == "channels_first" else gv
+            alt = np.abs(raw.sum(other_axis) - 1.0).max() if raw.shape[other_axis] >= 2 else np.inf
+            if off > _SUM_TOL and alt <= _SUM_TOL:
+                other = "channels_first" if fmt == "channels_last" else "channels_last"
+                raise ValueError(f"one-hot y_true sums to one over axis {other_axis}, not over the class axis "
+                                 f"of {fmt}: the inputs look {other}; pass data_format={other!r}")
+
+
+# --- TP / FP / FN ----------------------------------------------------------------------------------
+
+def region_stats(prep: Prepared, clip: bool = False) -> tuple[Any, Any, Any]:
+    """``(TP, FP, FN)`` per sample and class ``(B, K)`` (``(1, K)`` pooled when ``batch=True``).
+
+    ``TP = Σ p·g``, ``FP = Σ p - TP``, ``FN = Σ g - TP`` over the valid positions. ``clip=True`` clips
+    probabilities (``from_logits=False``) to ``[1e-7, 1 - 1e-7]`` first, as the authors' Focal Tversky
+    family does; it changes nothing for logits.
+    """
+    p = prep.p
+    if clip and not prep.from_logits:
+        p = clip_closed(p, PROB_EPS, 1.0 - PROB_EPS)
+    g = prep.g
+    tp = ops.sum(p * g, axis=1)
+    psum = ops.sum(p if prep.valid is None else p * prep.valid[..., None], axis=1)
+    count = ops.sum(g, axis=1)
+    fp, fn = psum - tp, count - tp
+    if prep.common["batch"]:
+        return (ops.sum(tp, axis=0, keepdims=True), ops.sum(fp, axis=0, keepdims=True),
+                ops.sum(fn, axis=0, keepdims=True))
+    return tp, fp, fn
+
+
+def tversky_index(tp: Any, fp: Any, fn: Any, fp_weight: Any, fn_weight: Any, smooth: float) -> Any:
+    """``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)``."""
+    return (tp + smooth) / (tp + fn_weight * fn + fp_weight * fp + smooth)
+
+
+def class_mean(x: Any) -> Any:
+    """Mean over the last (class) axis, in ``x``'s dtype (Keras's JAX ``ops.mean`` rounds float64 to
+    float32 precision)."""
+    return ops.sum(x, axis=-1) / x.shape[-1]
+
+
+def focal_tversky_term(ti: Any, exponent: Sequence[float]) -> Any:
+    """``mean_c (1 - TI_c)^{e_c}``, ``(B',)``; ``1 - TI`` floored at 1e-12 (finite gradient at TI = 1)."""
+    x = clip_closed(1.0 - ti, POW_FLOOR, math.inf)
+    e = list(exponent)
+    if all(v == 1.0 for v in e):
+        return class_mean(x)
+    et = ops.convert_to_tensor(np.asarray(e, dtype="float64"), dtype=ti.dtype)
+    ones = ops.convert_to_tensor(np.asarray([v == 1.0 for v in e]))
+    return class_mean(ops.where(ones, x, ops.power(x, et)))
+
+
+# --- the description of a loss ----------------------------------------------------------------
+
+RegionFn = Callable[[Any, Any, Any], Any]
+
+
+@dataclass
+class Terms:
+    """A loss as ``coef · D(weight, gamma) + Σ_i scale_i · R_i(TP, FP, FN)`` per sample.
+
+    ``weight`` and ``gamma`` are per-class lists (``None``: 1 and no modulation); each ``R_i`` maps
+    ``(TP, FP, FN)`` ``(B', K)`` to ``(B',)``; ``clip`` marks region terms that clip probabilities.
+    """
+
+    coef: float = 0.0
+    weight: list[float] | None = None
+    gamma: list[float] | None = None
+    regions: list[tuple[float, RegionFn, bool]] = field(default_factory=list)
+
+    def __mul__(self, s: float) -> Terms:
+        return Terms(self.coef * s, self.weight, self.gamma, [(a * s, f, c) for a, f, c in self.regions])
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: Terms) -> Terms:
+        if self.coef and other.coef:
+            raise ValueError("internal: a loss may hold one distribution term only")
+        d = self if self.coef else other
+        return Terms(d.coef, d.weight, d.gamma, self.regions + other.regions)
+
+
+def distribution_terms(weight: list[float] | None, gamma: list[float] | None, coef: float = 1.0) -> Terms:
+    return Terms(coef=coef, weight=weight, gamma=gamma)
+
+
+def region_terms(fn: RegionFn, clip: bool = False, scale: float = 1.0) -> Terms:
+    return Terms(regions=[(scale, fn, clip)])
+
+
+def _log1m_all(prep: Prepared) -> Any:
+    """``log(1 - p_c)`` for every class, ``(B, N, K)``, computed stably."""
+    if not prep.from_logits:
+        return ops.log1p(-clip_closed(prep.p, PROB_EPS, 1.0 - PROB_EPS))
+    logp, k = prep.logp, prep.num_classes
+    if k == 2:
+        return ops.flip(logp, axis=-1)
+    return ops.stack([ops.logsumexp(ops.concatenate([logp[..., :c], logp[..., c + 1:]], axis=-1), axis=-1)
+                      for c in range(k)], axis=-1)
+
+
+def distribution_term(prep: Prepared, weight: list[float] | None, gamma: list[float] | None) -> Any:
+    """Per-sample mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, ``(B,)``.
+
+    The modulation is ``exp(γ·log(1 - p))`` with ``log(1 - p)`` from a log-sum-exp of the other
+    classes' log-probabilities: finite, with a finite gradient, even where ``p`` rounds to 1.
+    """
+    term = -(prep.g * prep.logp)
+    if weight is not None:
+        term = term * prep.const(weight)
+    if gamma is not None and any(v != 0 for v in gamma):
+        term = term * ops.exp(prep.const(gamma) * _log1m_all(prep))
+    return ops.sum(term, axis=(1, 2)) / prep.n_valid
+
+
+def evaluate(prep: Prepared, terms: Terms) -> Any:
+    """Per-sample loss ``(B,)`` of ``terms``."""
+    out = ops.zeros_like(prep.n_valid)
+    if terms.coef:
+        out = out + terms.coef * distribution_term(prep, terms.weight, terms.gamma)
+    for clip in (False, True):
+        group = [r for r in terms.regions if r[2] == clip]
+        if group:
+            tp, fp, fn = region_stats(prep, clip=clip)
+            for scale, fn_, _ in group:
+                out = out + scale * fn_(tp, fp, fn)
+    return out
