@@ -439,10 +439,10 @@ def available_losses() -> list[str]:
     return list(LOSSES)
 
 
-def get_loss(name: str, **params: Any) -> Loss:
+def get_loss(name: str, /, **params: Any) -> Loss:
     """Build a Keras loss by name, e.g. ``get_loss("unified_focal", delta=0.7, from_logits=True)``.
 
-    Name matching is that of :func:`unifocal.losses.get_loss`.
+    Name matching is that of :func:`unifocal.losses.get_loss`; ``params`` may include Keras's ``name``.
 
     Raises:
         ValueError: unknown name (with close matches) or a bad value.
