@@ -229,3 +229,14 @@ def test_traced_execution_matches_eager():
     else:
         pytest.skip("the torch backend runs eagerly")
     assert traced == pytest.approx(eager, rel=1e-6)
+
+
+def test_cross_entropy_equals_keras_own():
+    """An independent reference: Keras's own cross entropies (same sample sizes, so mean of means)."""
+    y = _labels((2, 6, 5), 3)
+    z = np.random.default_rng(2).normal(size=(2, 6, 5, 3)).astype("float32")
+    ours = float(K.CrossEntropyLoss(from_logits=True)(y, z))
+    assert ours == pytest.approx(float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, z)), rel=1e-5)
+    p = _probs((2, 6, 5, 3))
+    ours = float(K.CrossEntropyLoss()(np.eye(3)[y], p))
+    assert ours == pytest.approx(float(keras.losses.CategoricalCrossentropy()(np.eye(3)[y], p)), rel=1e-5)

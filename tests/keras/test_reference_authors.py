@@ -37,7 +37,10 @@ def authors_to_unifocal(function: str, kw: dict, n_classes: int) -> tuple[str, d
         a = kw.get("alpha")
         return "focal", {"alpha": None if a is None else [a] * n_classes, "gamma": kw.get("gamma_f", 2.0)}, False
     if function == "combo_loss":
-        return "combo", {"alpha": kw.get("alpha", 0.5), "beta": kw.get("beta", 0.5)}, False
+        # the authors weight class 0 (background) by beta and class 1 by 1 - beta; ours weights the
+        # rare class by beta. The records use beta = 0.5 and None, where the two readings coincide.
+        b = kw.get("beta", 0.5)
+        return "combo", {"alpha": kw.get("alpha", 0.5), "beta": None if b is None else 1.0 - b}, False
     dg = {"delta": kw.get("delta", 0.7)}
     if function in ("symmetric_focal_loss", "asymmetric_focal_loss"):
         return function.removesuffix("_loss"), {**dg, "gamma": kw.get("gamma", 2.0)}, False
