@@ -240,3 +240,12 @@ def test_cross_entropy_equals_keras_own():
     p = _probs((2, 6, 5, 3))
     ours = float(K.CrossEntropyLoss()(np.eye(3)[y], p))
     assert ours == pytest.approx(float(keras.losses.CategoricalCrossentropy()(np.eye(3)[y], p)), rel=1e-5)
+
+
+def test_nothing_else_imports_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys, unifocal.cli, unifocal.losses, unifocal.training, unifocal.study, unifocal.data; "
+            "assert 'keras' not in sys.modules, sorted(m for m in sys.modules if 'keras' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True)
