@@ -299,58 +299,74 @@ def prepare(y_true: Any, y_pred: Any, common: dict) -> Prepared:
     return Prepared(x, g, valid, n_valid, k, common)
 
 
+def _scalars(*values: Any) -> list[float]:
+    """Reductions computed where the tensors live, fetched to the host together (one transfer)."""
+    return [float(v) for v in _np(ops.stack([ops.cast(v, "float32") for v in values]))]
+
+
+def _sum_off(t: Any, axis: int) -> Any:
+    """``max |Σ_axis t - 1|``: how far ``t`` is from summing to one over ``axis``."""
+    return ops.max(ops.abs(ops.sum(t, axis=axis) - 1.0))
+
+
+def _layout_off(t: Any, fmt: str) -> tuple[Any, Any]:
+    """Distance from summing to one over the class axis, and over the other layout's class axis."""
+    raw = ops.moveaxis(t, -1, 1) if fmt == "channels_first" else t  # as the caller gave it
+    other_axis = 1 if fmt == "channels_last" else -1
+    alt = _sum_off(raw, other_axis) if raw.shape[other_axis] >= 2 else ops.convert_to_tensor(np.inf)
+    return _sum_off(t, -1), alt
+
+
+def _layout_error(what: str, fmt: str, ps: tuple) -> ValueError:
+    other = "channels_first" if fmt == "channels_last" else "channels_last"
+    axis = 1 if fmt == "channels_last" else -1
+    return ValueError(f"{what} {_fmt(ps)} sums to one over axis {axis}, not over the class axis of {fmt}: "
+                      f"the inputs look {other}; pass data_format={other!r}")
+
+
 def _check_values(x: Any, labels: Any, soft: Any, c: int, k: int, common: dict, ps: tuple, fmt: str) -> None:
-    """Eager value checks: finiteness, ranges, label values, and a class axis read in the wrong layout."""
-    xv = _np(x).astype("float64")
-    if not np.isfinite(xv).all():
+    """Eager value checks: finiteness, ranges, label values, and a class axis read in the wrong layout.
+
+    Only scalars leave the device (the reductions run where the tensors are).
+    """
+    xf = ops.cast(x, "float32")
+    finite, lo, hi = _scalars(ops.all(ops.isfinite(xf)), ops.min(xf), ops.max(xf))
+    if not finite:
         raise ValueError("y_pred contains NaN or Inf values")
-    other_axis = 1 if fmt == "channels_last" else -1  # where the class axis is in the other layout
     if not common["from_logits"]:
-        lo, hi = float(xv.min()), float(xv.max())
         if lo < 0 or hi > 1:
             raise ValueError(f"from_logits=False needs probabilities in [0, 1], got range [{lo}, {hi}]; "
                              "pass from_logits=True for raw network scores")
-        if c >= 2 and xv.size:
-            # channels-last reading of probabilities that sum to one along another axis
-            off = np.abs(xv.sum(-1) - 1.0).max()
-            raw = np.moveaxis(xv, -1, 1) if fmt == "channels_first" else xv
-            alt = np.abs(raw.sum(other_axis) - 1.0).max() if raw.shape[other_axis] >= 2 else np.inf
+        if c >= 2:  # probabilities that sum to one along the other layout's class axis
+            off, alt = _scalars(*_layout_off(xf, fmt))
             if off > _SUM_TOL and alt <= _SUM_TOL:
-                other = "channels_first" if fmt == "channels_last" else "channels_last"
-                raise ValueError(f"y_pred {_fmt(ps)} holds probabilities that sum to one over axis "
-                                 f"{other_axis}, not over the class axis of {fmt}: it looks {other}; pass "
-                                 f"data_format={other!r}")
+                raise _layout_error("y_pred (probabilities)", fmt, ps)
+    ii = common["ignore_index"]
     if labels is not None:
-        lv = _np(labels)
-        if lv.dtype == bool:
-            lv = lv.astype("int64")
-        if not np.isfinite(lv.astype("float64")).all() or not np.array_equal(lv, np.round(lv)):
+        lab = ops.cast(labels, "float64" if "64" in str(labels.dtype) else "float32")
+        valid = ops.ones_like(lab, dtype="bool") if ii is None else ops.not_equal(lab, ops.cast(ii, lab.dtype))
+        big = ops.cast(2 ** 24, lab.dtype)
+        whole, lmin, lmax = _scalars(ops.all(ops.logical_and(ops.isfinite(lab), ops.equal(lab, ops.round(lab)))),
+                                     ops.min(ops.where(valid, lab, big)), ops.max(ops.where(valid, lab, -big)))
+        if not whole:
             raise ValueError("y_true of this shape is read as integer labels, but it has non-integer values "
                              "(one-hot targets need one channel per class)")
-        ii = common["ignore_index"]
-        lv = lv.astype("int64")
-        if ii is not None:
-            lv = lv[lv != ii]
-        if lv.size and (lv.min() < 0 or lv.max() >= k):
-            bad = int(lv.min()) if lv.min() < 0 else int(lv.max())
+        if lmin < 2 ** 24 and (lmin < 0 or lmax >= k):
+            bad = int(lmin) if lmin < 0 else int(lmax)
             raise ValueError(f"y_true label {bad} is outside [0, {k}) for {k} classes"
                              + ("" if ii is None else f" (ignore_index={ii})"))
-    else:
-        gv = _np(soft).astype("float64")
-        if not np.isfinite(gv).all():
-            raise ValueError("y_true contains NaN or Inf values")
-        lo, hi = (float(gv.min()), float(gv.max())) if gv.size else (0.0, 0.0)
-        if lo < 0 or hi > 1:
-            raise ValueError(f"one-hot / soft y_true values must lie in [0, 1], got range [{lo}, {hi}]")
-        if c >= 2 and gv.size and np.array_equal(gv, np.round(gv)):
-            # a one-hot target (and so y_pred) read in the wrong layout still sums to one elsewhere
-            off = np.abs(gv.sum(-1) - 1.0).max()
-            raw = np.moveaxis(gv, -1, 1) if fmt == "channels_first" else gv
-            alt = np.abs(raw.sum(other_axis) - 1.0).max() if raw.shape[other_axis] >= 2 else np.inf
-            if off > _SUM_TOL and alt <= _SUM_TOL:
-                other = "channels_first" if fmt == "channels_last" else "channels_last"
-                raise ValueError(f"one-hot y_true sums to one over axis {other_axis}, not over the class axis "
-                                 f"of {fmt}: the inputs look {other}; pass data_format={other!r}")
+        return
+    g = ops.cast(soft, "float32")
+    finite, glo, ghi, onehot = _scalars(ops.all(ops.isfinite(g)), ops.min(g), ops.max(g),
+                                        ops.all(ops.equal(g, ops.round(g))))
+    if not finite:
+        raise ValueError("y_true contains NaN or Inf values")
+    if glo < 0 or ghi > 1:
+        raise ValueError(f"one-hot / soft y_true values must lie in [0, 1], got range [{glo}, {ghi}]")
+    if c >= 2 and onehot:  # a one-hot target (and so y_pred) read in the wrong layout sums to one elsewhere
+        off, alt = _scalars(*_layout_off(g, fmt))
+        if off > _SUM_TOL and alt <= _SUM_TOL:
+            raise _layout_error("one-hot y_true", fmt, ps)
 
 
 # --- TP / FP / FN ----------------------------------------------------------------------------------
