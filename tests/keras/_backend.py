@@ -23,8 +23,9 @@ def value_and_grad(fn: Callable[[Any], Any], x: np.ndarray) -> tuple[np.ndarray,
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        xt = tf.Variable(x)
+        xt = tf.constant(x)
         with tf.GradientTape() as tape:
+            tape.watch(xt)
             v = tf.reduce_sum(fn(xt))
         return v.numpy(), tape.gradient(v, xt).numpy()
     if BACKEND == "torch":
