@@ -46,9 +46,7 @@ def test_same_parameters_and_defaults_as_torch(name):
             if p.name not in KERAS_ONLY and p.kind is p.POSITIONAL_OR_KEYWORD}
     assert ours == L.loss_defaults(name)
     fsig = inspect.signature(getattr(K, f"{name}_loss").__wrapped_core__)
-    tsig = inspect.signature(getattr(L, f"{name}_loss").__wrapped_core__)
-    assert [(p.name, p.default) for p in fsig.parameters.values()] == \
-        [(p.name, p.default) for p in tsig.parameters.values()]
+    assert {p.name: p.default for p in list(fsig.parameters.values())[1:]} == L.loss_defaults(name)
 
 
 def test_get_loss_names_as_torch():

@@ -10,6 +10,7 @@ Keras's own losses) and Keras's ``reduction``. A functional form returns the per
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypedDict, Unpack
 
@@ -29,8 +30,8 @@ from unifocal.keras._core import (
     tversky_index,
 )
 from unifocal.losses.compound import check_combo, check_hybrid_focal, check_unified_focal
-from unifocal.losses.distribution import check_asymmetric_focal, check_cross_entropy, check_focal
-from unifocal.losses.region import check_asymmetric_focal_tversky, check_focal_tversky, check_tversky
+from unifocal.losses.distribution import check_cross_entropy, check_delta_gamma, check_focal
+from unifocal.losses.region import check_delta_enhancement, check_dice, check_focal_tversky, check_tversky
 
 Weights = float | Sequence[float] | None
 
@@ -55,13 +56,21 @@ def loss_function(check: Callable[..., None]) -> Callable[[Callable[..., Terms]]
     """
 
     def decorate(core: Callable[..., Terms]) -> Callable[..., Any]:
+        sig = inspect.signature(core)
+
         @functools.wraps(core)
         def wrapper(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
             common = check_common_keras({k: kwargs.pop(k) for k in list(kwargs) if k in _COMMON_KEYS
                                          or k in ("input", "reduction")})
-            check(*args, **kwargs)
+            try:
+                bound = sig.bind(None, *args, **kwargs)
+            except TypeError as e:
+                raise ValueError(f"{core.__name__}: {e}") from None
+            bound.apply_defaults()
+            params = dict(list(bound.arguments.items())[1:])
+            check(**params)
             prep = prepare(y_true, y_pred, common)
-            return evaluate(prep, core(prep, *args, **kwargs))
+            return evaluate(prep, core(prep, **params))
 
         wrapper.__wrapped_core__ = core  # type: ignore[attr-defined]
         wrapper.check = check  # type: ignore[attr-defined]
@@ -130,19 +139,19 @@ def focal_loss(prep: Prepared, alpha: Weights = 0.25, gamma: float = 2.0) -> Ter
     return distribution_terms(_focal_alpha(prep, alpha), prep.class_vector("gamma", gamma))
 
 
-@loss_function(check_asymmetric_focal)
+@loss_function(check_delta_gamma)
 def asymmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Terms:
     """Asymmetric Focal loss (Eq. 17): background ``(1-δ)(1-p)^γ CE``, rare classes ``δ CE``."""
     return distribution_terms(_delta_weights(prep, delta), prep.by_role(background=gamma, rare=0.0, other=0.0))
 
 
-@loss_function(check_asymmetric_focal)
+@loss_function(check_delta_gamma)
 def symmetric_focal_loss(prep: Prepared, delta: float | Sequence[float] = 0.6, gamma: float = 0.2) -> Terms:
     """Symmetric Focal loss (the authors' code): every class modulated by ``(1-p)^γ``."""
     return distribution_terms(_delta_weights(prep, delta), prep.class_vector("gamma", gamma))
 
 
-@loss_function(lambda: None)
+@loss_function(check_dice)
 def dice_loss(prep: Prepared) -> Terms:
     """Dice loss: ``mean_c (1 - DSC_c)``, background included."""
     return _tversky_terms(prep, 0.5, 0.5, [1.0] * prep.num_classes, clip=False)
@@ -160,14 +169,14 @@ def focal_tversky_loss(prep: Prepared, alpha: float = 0.3, beta: float = 0.7, ga
     return _tversky_terms(prep, alpha, beta, [1.0 / gamma] * prep.num_classes, clip=True)
 
 
-@loss_function(check_asymmetric_focal_tversky)
+@loss_function(check_delta_enhancement)
 def asymmetric_focal_tversky_loss(prep: Prepared, delta: float | Sequence[float] = 0.6,
                                   gamma: float = 0.2) -> Terms:
     """Asymmetric Focal Tversky loss (Eq. 19): background ``1 - TI``, rare classes ``(1 - TI)^{1-γ}``."""
     return _delta_tversky_terms(prep, delta, prep.by_role(background=1.0, rare=1.0 - gamma, other=1.0))
 
 
-@loss_function(check_asymmetric_focal_tversky)
+@loss_function(check_delta_enhancement)
 def symmetric_focal_tversky_loss(prep: Prepared, delta: float | Sequence[float] = 0.6,
                                  gamma: float = 0.2) -> Terms:
     """Symmetric Focal Tversky loss (the authors' code): ``mean_c (1 - TI_c)^{1-γ}``."""
