@@ -151,6 +151,11 @@ def test_bad_values_are_named():
         K.DiceLoss()(_labels((2, 6, 5), 3), y_pred * 3 - 1)
     with pytest.raises(ValueError, match="non-integer values"):
         K.DiceLoss()(np.full((2, 6, 5), 0.5), y_pred)
+    with pytest.raises(ValueError, match="must sum to one over the class axis"):
+        K.DiceLoss()(_labels((2, 6, 5), 3), y_pred * 0.5)
+    with pytest.raises(ValueError, match="soft y_true must sum to one"):
+        K.DiceLoss()(np.ones((2, 6, 5, 3)), y_pred)  # multi-hot
+    assert np.isfinite(float(K.DiceLoss(validate=False)(_labels((2, 6, 5), 3), y_pred * 0.5)))
     with pytest.raises(ValueError, match="NaN"):
         K.DiceLoss(from_logits=True)(_labels((2, 6, 5), 3), np.full((2, 6, 5, 3), np.nan, "float32"))
     with pytest.raises(ValueError, match=r"rare_classes .* outside"):

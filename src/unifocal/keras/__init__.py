@@ -22,7 +22,8 @@ Shapes (``data_format="channels_last"``, the default; ``"channels_first"`` moves
 Common keyword arguments (every loss)
 -------------------------------------
 ``from_logits``, ``data_format``, and as in :mod:`unifocal.losses.constants`: ``rare_classes``,
-``background``, ``ignore_index``, ``batch``, ``smooth``. The classes also take Keras's ``reduction``
+``background``, ``ignore_index``, ``batch``, ``smooth``, ``validate`` (``False`` skips the checks that
+read tensor values). Not ported yet: ``multilabel`` and ``include_background``. The classes also take Keras's ``reduction``
 (default ``"sum_over_batch_size"``), ``name`` and ``dtype`` (the computation dtype, default float32).
 
 Example:

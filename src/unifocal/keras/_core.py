@@ -38,11 +38,13 @@ DATA_FORMATS: tuple[str, ...] = ("channels_last", "channels_first")
 #: ``data_format`` replace the torch losses' ``input``; ``reduction`` is Keras's own).
 COMMON_DEFAULTS: dict[str, Any] = {
     "from_logits": False, "data_format": "channels_last", "rare_classes": None, "background": 0,
-    "ignore_index": None, "batch": False, "smooth": DEFAULT_SMOOTH,
+    "ignore_index": None, "batch": False, "smooth": DEFAULT_SMOOTH, "validate": True,
 }
 
-#: Tolerance of the layout check: probabilities / one-hot targets summing to one over an axis.
-_SUM_TOL = 1e-2
+#: Tolerance of probabilities / one-hot targets summing to one over the class axis (and of the layout
+#: check). Keras hands the loss float32 even for a float16 / bfloat16 model, so one tolerance that covers
+#: low-precision softmax outputs (the torch losses use 1e-3, and 2e-2 for float16 / bfloat16 input).
+_SUM_TOL = 2e-2
 
 
 def check_common_keras(common: dict[str, Any]) -> dict[str, Any]:
@@ -60,8 +62,9 @@ def check_common_keras(common: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown keyword argument(s) {sorted(unknown)}{hint}; "
                          f"common ones are {sorted(COMMON_DEFAULTS)}")
     c = {**COMMON_DEFAULTS, **common}
-    if not isinstance(c["from_logits"], bool):
-        raise ValueError(f"from_logits must be True or False, got {c['from_logits']!r}")
+    for key in ("from_logits", "validate"):
+        if not isinstance(c[key], bool):
+            raise ValueError(f"{key} must be True or False, got {c[key]!r}")
     if c["data_format"] not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {c['data_format']!r}")
     shared = {k: c[k] for k in ("rare_classes", "background", "ignore_index", "batch", "smooth")}
@@ -263,7 +266,7 @@ def prepare(y_true: Any, y_pred: Any, common: dict) -> Prepared:
                          f"{_fmt(ps)}")
 
     x = y_pred
-    if eager:
+    if eager and common["validate"]:
         _check_values(x, labels, soft, c, k, common, ps, fmt)
 
     if common["from_logits"]:
@@ -341,6 +344,9 @@ def _check_values(x: Any, labels: Any, soft: Any, c: int, k: int, common: dict, 
             off, alt = _scalars(*_layout_off(xf, fmt))
             if off > _SUM_TOL and alt <= _SUM_TOL:
                 raise _layout_error("y_pred (probabilities)", fmt, ps)
+            if off > _SUM_TOL:
+                raise ValueError(f"y_pred probabilities (from_logits=False) must sum to one over the class axis "
+                                 f"of {fmt}; the largest deviation is {off:.3g}. Pass from_logits=True for logits")
     ii = common["ignore_index"]
     if labels is not None:
         lab = ops.cast(labels, "float64" if "64" in str(labels.dtype) else "float32")
@@ -363,10 +369,13 @@ def _check_values(x: Any, labels: Any, soft: Any, c: int, k: int, common: dict, 
         raise ValueError("y_true contains NaN or Inf values")
     if glo < 0 or ghi > 1:
         raise ValueError(f"one-hot / soft y_true values must lie in [0, 1], got range [{glo}, {ghi}]")
-    if c >= 2 and onehot:  # a one-hot target (and so y_pred) read in the wrong layout sums to one elsewhere
+    if c >= 2:
         off, alt = _scalars(*_layout_off(g, fmt))
-        if off > _SUM_TOL and alt <= _SUM_TOL:
+        if onehot and off > _SUM_TOL and alt <= _SUM_TOL:  # one-hot (and so y_pred) in the other layout
             raise _layout_error("one-hot y_true", fmt, ps)
+        if off > _SUM_TOL:
+            raise ValueError(f"one-hot / soft y_true must sum to one over the class axis of {fmt}; the largest "
+                             f"deviation is {off:.3g} (multi-hot targets are not supported by unifocal.keras)")
 
 
 # --- TP / FP / FN ----------------------------------------------------------------------------------

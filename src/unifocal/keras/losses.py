@@ -46,6 +46,7 @@ class KerasCommonKwargs(TypedDict, total=False):
     ignore_index: int | None
     batch: bool
     smooth: float
+    validate: bool
 
 
 def loss_function(check: Callable[..., None]) -> Callable[[Callable[..., Terms]], Callable[..., Any]]:
