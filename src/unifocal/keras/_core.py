@@ -77,10 +77,20 @@ def check_common_keras(common: dict[str, Any]) -> dict[str, Any]:
 
 # --- eager or traced --------------------------------------------------------------------------
 
+def _in_symbolic_scope() -> bool:
+    try:  # not part of Keras's public API; without it only the backend tests below apply
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(in_symbolic_scope())
+
+
 def is_concrete(x: Any) -> bool:
     """Whether ``x`` holds values now (eager execution), not a placeholder being traced into a graph."""
     if isinstance(x, np.ndarray):
         return True
+    if _in_symbolic_scope():  # Keras building a model or a compiled loss on placeholder values
+        return False
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -93,7 +103,7 @@ def is_concrete(x: Any) -> bool:
     if backend == "torch":
         import torch
 
-        return not torch.compiler.is_compiling()
+        return not torch.compiler.is_compiling() and getattr(x, "device", None) != torch.device("meta")
     return backend == "numpy"
 
 
