@@ -159,7 +159,8 @@ def report(
                                          "(default: Unified Focal at δ=0.6, γ=0.2, λ=0.5)."),
     include_background: bool | None = typer.Option(None, "--include-background/--no-include-background"),
     figures: bool = typer.Option(True, "--figures/--no-figures"),
-    overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Fig. 3 (needs saved predictions)."),
+    overlays: bool | None = typer.Option(None, "--overlays/--no-overlays", help="Fig. 3 (needs saved predictions; "
+                                         "default on)."),
     case: str | None = typer.Option(None, "--case", help="Case of Fig. 3."),
     lambda_axis: str | None = typer.Option(None, "--lambda-axis", help="table2 (1 - λ; default) or eq20 (λ)."),
     fmt: list[str] | None = typer.Option(None, "--format", help="Figure formats (repeatable; default png and "

@@ -7,6 +7,9 @@
   per run (fold) of an arm, from each run's ``log.csv``.
 * :func:`fold_learning_curves_figure`: validation loss (relative to its first epoch) and validation
   DSC per epoch of every arm on one fold, the best epoch (lowest validation loss) marked.
+* :func:`diagnostics_figure`: from runs trained with ``diagnostics: true``, the gradient norm of each
+  block of the network in the first and last epoch, and the predicted against the true foreground
+  share of the validation cases per epoch.
 * :func:`overlay_figure`: the paper's Fig. 3, one case's segmentation by each loss beside the ground
   truth, with contours and a magnified inset, from the runs' saved ``predictions/``.
 """
@@ -29,6 +32,7 @@ from unifocal.study.results import METRICS, Arm, aggregate
 
 __all__ = [
     "choose_overlay_case",
+    "diagnostics_figure",
     "fig2_components",
     "fig2_loss_curves",
     "find_sweeps",
@@ -287,6 +291,48 @@ def fold_learning_curves_figure(arms: dict[str, Arm], order: Sequence[str], titl
     a2.grid(alpha=0.3)
     a2.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Learning curves, fold {fold} (dot: best epoch, the selected model)")
+    fig.tight_layout()
+    return save_figure(fig, out_stem, formats)
+
+
+def diagnostics_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[str, str], fold: int,
+                       out_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Gradient norm per block (first and last epoch, log scale; blocks in network order) and the
+    predicted (solid) against the true (dashed) foreground share of the validation cases per epoch, for
+    every arm's run on ``fold`` that has a ``diagnostics.csv``.
+
+    Returns:
+        The written paths (empty when no such run).
+    """
+    files = {n: arms[n].runs[fold].run_dir / "diagnostics.csv" for n in order
+             if fold in arms[n].runs and (arms[n].runs[fold].run_dir / "diagnostics.csv").is_file()}
+    if not files:
+        return []
+    fig = Figure(figsize=(12, 4.2))
+    a1, a2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
+    blocks: list[str] = []
+    for i, (name, p) in enumerate(files.items()):
+        d = _read_log(p)
+        blocks = [k[len("grad/"):] for k in d if k.startswith("grad/")]
+        c = f"C{i % 10}"
+        x = np.arange(len(blocks))
+        for row, ls, when in ((0, "-", "epoch 1"), (-1, ":", f"epoch {int(d['epoch'][-1])}")):
+            y = np.array([d[f"grad/{b}"][row] for b in blocks])
+            a1.plot(x, np.where(y > 0, y, np.nan), ls=ls, marker="o", ms=3, color=c,
+                    label=f"{titles.get(name, name)}, {when}")
+        a2.plot(d["epoch"], d["val_fg_pred"], color=c, label=f"{titles.get(name, name)}: predicted")
+        a2.plot(d["epoch"], d["val_fg_true"], color=c, ls="--", lw=0.8)
+    a1.set_yscale("log")
+    a1.set_xticks(np.arange(len(blocks)), blocks, rotation=60, fontsize=7)
+    a1.set_ylabel("gradient L2 norm (mean over batches)")
+    a1.grid(alpha=0.3)
+    a1.legend(fontsize=7)
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("foreground share, validation (dashed: true)")
+    a2.set_ylim(bottom=0)
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=7)
+    fig.suptitle(f"Training diagnostics, fold {fold}")
     fig.tight_layout()
     return save_figure(fig, out_stem, formats)
 

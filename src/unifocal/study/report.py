@@ -11,7 +11,8 @@ folder whose ``summary.json`` says ``finished`` (whichever runner wrote it), and
   predictions and the dataset can be read);
 * ``convergence.md``: every run's best and stopping epochs and the last-quarter gain of its best
   validation DSC (:mod:`unifocal.study.convergence`), and
-  ``figures/learning_curves_fold<k>.{png,pdf}``: every arm's curves on the first fold all arms have;
+  ``figures/learning_curves_fold<k>.{png,pdf}``: every arm's curves on the first fold all arms have,
+  and ``figures/diagnostics_fold<k>`` from runs trained with ``diagnostics: true``;
 * ``paper.md`` (with ``paper``): the table beside one of the paper's published tables
   (:mod:`unifocal.study.paper`);
 * ``report.md`` and ``report.html``: one page with the tables and figures.
@@ -32,6 +33,7 @@ from typing import Any
 from unifocal._atomic import atomic_write_text
 from unifocal.study.convergence import convergence_markdown, convergence_rows
 from unifocal.study.figures import (
+    diagnostics_figure,
     fig2_loss_curves,
     find_sweeps,
     fold_learning_curves_figure,
@@ -92,13 +94,14 @@ def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> 
 
 
 REPORT_SETTINGS_FILE = "report.yaml"
-_SETTINGS = {"unit": "folds", "reference": None, "include_background": False, "case_id": None,
+_SETTINGS = {"unit": "folds", "reference": None, "include_background": False, "case_id": None, "overlays": True,
              "lambda_axis": "table2", "formats": ("png", "pdf"), "paper": None}
 
 
 def report_settings(runs_dir: str | Path) -> dict[str, Any]:
     """The study's own report settings: ``<runs_dir>/report.yaml`` (keys of :func:`make_report`: ``unit``,
-    ``reference``, ``include_background``, ``case_id``, ``lambda_axis``, ``formats``, ``paper``) over
+    ``reference``, ``include_background``, ``case_id``, ``overlays``, ``lambda_axis``, ``formats``,
+    ``paper``) over
     the defaults. A committed study folder carries it, so that ``unifocal study report <folder>``
     rebuilds its committed tables and figures with no further option.
 
@@ -126,7 +129,7 @@ def report_settings(runs_dir: str | Path) -> dict[str, Any]:
 
 def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit: str | None = None,
                 reference: str | None = None, include_background: bool | None = None,
-                figures: bool = True, overlays: bool = True, case_id: str | None = None,
+                figures: bool = True, overlays: bool | None = None, case_id: str | None = None,
                 lambda_axis: str | None = None, formats: Sequence[str] | None = None,
                 digits: int = 3, paper: str | None = None, data_root: str | Path | None = None) -> Report:
     """Write the tables, figures and report page of the finished runs under ``runs_dir``.
@@ -159,10 +162,11 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
     runs_dir = Path(runs_dir)
     st = report_settings(runs_dir)
     given = {"unit": unit, "reference": reference, "include_background": include_background, "case_id": case_id,
+             "overlays": overlays,
              "lambda_axis": lambda_axis, "formats": formats, "paper": paper}
     st.update({k: v for k, v in given.items() if v is not None})
     unit, reference, include_background, case_id = st["unit"], st["reference"], st["include_background"], st["case_id"]
-    lambda_axis, formats, paper = st["lambda_axis"], tuple(st["formats"]), st["paper"]
+    lambda_axis, formats, paper, overlays = st["lambda_axis"], tuple(st["formats"]), st["paper"], st["overlays"]
     runs = collect_runs(runs_dir)
     if not runs:
         raise ValueError(f"no finished run folder (summary.json with status finished) under {runs_dir}")
@@ -188,6 +192,10 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                                             figs / f"learning_curves_fold{folds[0]}", formats)
             if p:
                 rep.figures[f"curves_fold{folds[0]}"] = p
+            p = diagnostics_figure(arms, table.rows, table.titles, folds[0], figs / f"diagnostics_fold{folds[0]}",
+                                   formats)
+            if p:
+                rep.figures[f"diagnostics_fold{folds[0]}"] = p
         rep.figures["fig2"] = fig2_loss_curves(figs / "fig2_loss_curves", formats=formats)
         if find_sweeps(arms):
             for c in table.classes:
@@ -243,6 +251,8 @@ def _write_pages(rep: Report, runs_dir: Path) -> None:
                 ("fig3", "Fig. 3: segmentations per loss"),
                 *[(k, f"Learning curves of every loss, fold {k[len('curves_fold'):]}")
                   for k in rep.figures if k.startswith("curves_fold")],
+                *[(k, f"Training diagnostics, fold {k[len('diagnostics_fold'):]}")
+                  for k in rep.figures if k.startswith("diagnostics_fold")],
                 *[(k, f"Learning curves: {t.titles.get(k.split('/', 1)[1], k)}")
                   for k in rep.figures if k.startswith("learning_curves/")]]
     for key, title in sections:
