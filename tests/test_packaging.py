@@ -70,8 +70,15 @@ def test_metadata_core_is_torch_and_numpy_with_lower_bounds_only():
     every = list(meta["dependencies"]) + [d for ds in meta["optional-dependencies"].values() for d in ds]
     assert not [d for d in every if "==" in d or "<" in d], "metadata states lower bounds only"
     assert {"pipeline", "ray", "dev", "all", "nnunet", "torchmetrics"} <= set(meta["optional-dependencies"])
+    # CI's core step installs constraints/oldest.txt: the lower bounds themselves
+    pins = dict(line.split("==") for line in (ROOT / "constraints" / "oldest.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for dep in meta["dependencies"]:
+        name, low = dep.split(">=")
+        assert pins[name].startswith(low), f"constraints/oldest.txt pins {name}=={pins[name]}, the bound is >={low}"
     assert (ROOT / "src" / "unifocal" / "py.typed").is_file()
-    for f in ("LICENSE", "CITATION.cff", "CHANGELOG.md", "constraints/ci.txt", "constraints/ecosystem.txt"):
+    for f in ("LICENSE", "CITATION.cff", "CHANGELOG.md", "constraints/ci.txt", "constraints/ecosystem.txt",
+              "constraints/oldest.txt"):
         assert (ROOT / f).is_file(), f
 
 

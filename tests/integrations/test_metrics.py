@@ -95,3 +95,47 @@ def test_torchmetrics_metric_matches_and_merges():
     assert {k: float(v) for k, v in half_a.compute().items()} == pytest.approx(ref, abs=1e-12)
     whole.reset()
     assert len(whole.counts) == 0
+
+
+def _ddp_worker(rank: int, world: int, port: int, queue) -> None:
+    """One process of a real (gloo, CPU) DDP group: updates its share of the batches, then computes."""
+    import torch.distributed as dist
+
+    from unifocal.integrations.torchmetrics import SegmentationMetrics
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        m = SegmentationMetrics(classes=[1, 2])
+        for i, (logits, target) in enumerate(_batches(3, 5, 3, 3, (8, 8))):  # 5 batches: uneven shares
+            if i % world == rank:
+                m.update(logits, target)
+        queue.put((rank, {k: float(v) for k, v in m.compute().items()}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_torchmetrics_metric_under_real_ddp():
+    """Two CPU processes (gloo on the loopback): each rank's compute() equals the whole data's."""
+    pytest.importorskip("torchmetrics")
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    plain = CaseMetrics(classes=[1, 2])
+    for logits, target in _batches(3, 5, 3, 3, (8, 8)):
+        plain.update(logits, target)
+    ref = plain.compute()
+    for rank in (0, 1):
+        assert results[rank] == pytest.approx(ref, abs=1e-12), rank
