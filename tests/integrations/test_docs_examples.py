@@ -17,16 +17,6 @@ def _examples() -> dict[str, str]:
     return {m["name"]: m["code"] for m in BLOCK.finditer(DOC.read_text(encoding="utf-8"))}
 
 
-def _has_multilabel() -> bool:
-    from unifocal.losses import UnifiedFocalLoss
-
-    try:
-        UnifiedFocalLoss(multilabel=True)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 NEEDS = {
     "pytorch": [],
     "monai": ["monai"],
@@ -39,12 +29,7 @@ def test_every_example_is_tested():
     assert set(_examples()) == set(NEEDS)
 
 
-@pytest.mark.parametrize("name", [
-    *(n for n in NEEDS if n != "smp-lightning-multilabel"),
-    pytest.param("smp-lightning-multilabel", marks=pytest.mark.xfail(
-        not _has_multilabel(), strict=False,
-        reason="the losses' multilabel=True mode is not in this version of unifocal.losses yet")),
-])
+@pytest.mark.parametrize("name", list(NEEDS))
 def test_example_runs(name):
     for module in NEEDS[name]:
         require(module)
