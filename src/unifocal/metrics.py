@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 
 __all__ = ["MeanCI", "case_metrics", "confusion_counts", "hard_prediction", "mean_ci"]
 
@@ -129,6 +128,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> MeanCI:
     m = float(x.mean())
     if n < 2:
         return MeanCI(m, float("nan"), n, confidence)
+    from scipy import stats  # pipeline extra; imported here so that the core needs torch and numpy only
+
     sem = float(x.std(ddof=1)) / math.sqrt(n)
     t = float(stats.t.ppf(0.5 + confidence / 2.0, df=n - 1))
     return MeanCI(m, t * sem, n, confidence)

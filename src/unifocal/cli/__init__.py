@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import typer
 
+from unifocal import __version__
+
 app = typer.Typer(help="unifocal: Unified Focal loss family and the paper's study pipeline.",
                   no_args_is_help=True, add_completion=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"unifocal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Options that apply before any command."""
 
 
 @app.command()
@@ -29,4 +43,5 @@ _register_all()
 
 
 def main() -> None:
+    """Console entry point (the ``unifocal`` script calls :func:`unifocal.__main__.main`)."""
     app()

@@ -12,9 +12,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import keras
+
+if TYPE_CHECKING:  # annotations are strings (PEP 563); typing.Unpack exists from Python 3.11 only
+    from typing_extensions import Unpack
 
 from unifocal.keras._core import (
     COMMON_DEFAULTS,

@@ -1,0 +1,103 @@
+"""Packaging contracts: light core, extras, version, command line without the pipeline, Python 3.10."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import unifocal
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ["monai", "scipy", "yaml", "nibabel", "SimpleITK", "PIL", "typer", "click", "rich", "tqdm",
+            "matplotlib", "tensorboard"]
+
+# run python with the pipeline packages made unimportable, as in a core-only install
+BLOCK = f"""
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {PIPELINE!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Block())
+for m in list(sys.modules):
+    if m.split('.')[0] in {PIPELINE!r}:
+        del sys.modules[m]
+"""
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300)
+
+
+def test_core_imports_without_pipeline_packages():
+    r = _run("import unifocal.losses, unifocal.metrics, unifocal.integrations.metrics, unifocal.integrations.nnunet\n"
+             "import torch\n"
+             "from unifocal.losses import UnifiedFocalLoss\n"
+             "print(float(UnifiedFocalLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))) >= 0)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("argv", [["train"], ["losses"], []])
+def test_cli_without_pipeline_says_in_one_line_what_to_install(argv):
+    r = _run(f"from unifocal.__main__ import main\nsys.exit(main({argv!r}))")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert 'pip install "unifocal[pipeline]"' in lines[0]
+
+
+def test_version_everywhere():
+    dist = importlib.metadata.version("unifocal")
+    assert dist == unifocal.__version__
+    for cmd in ([sys.executable, "-m", "unifocal", "--version"],):
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
+        assert out.strip() == f"unifocal {dist}"
+    r = _run("from unifocal.__main__ import main\nsys.exit(main(['--version']))")  # no pipeline: still answers
+    assert r.returncode == 0 and r.stdout.strip() == f"unifocal {dist}"
+
+
+def test_metadata_core_is_torch_and_numpy_with_lower_bounds_only():
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["requires-python"] == ">=3.10"
+    assert sorted(d.split(">=")[0] for d in meta["dependencies"]) == ["numpy", "torch"]
+    every = list(meta["dependencies"]) + [d for ds in meta["optional-dependencies"].values() for d in ds]
+    assert not [d for d in every if "==" in d or "<" in d], "metadata states lower bounds only"
+    assert {"pipeline", "ray", "dev", "all", "nnunet", "torchmetrics"} <= set(meta["optional-dependencies"])
+    # CI's core step installs constraints/oldest.txt: the lower bounds themselves
+    pins = dict(line.split("==") for line in (ROOT / "constraints" / "oldest.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for dep in meta["dependencies"]:
+        name, low = dep.split(">=")
+        assert pins[name].startswith(low), f"constraints/oldest.txt pins {name}=={pins[name]}, the bound is >={low}"
+    assert (ROOT / "src" / "unifocal" / "py.typed").is_file()
+    for f in ("LICENSE", "CITATION.cff", "CHANGELOG.md", "constraints/ci.txt", "constraints/ecosystem.txt",
+              "constraints/oldest.txt"):
+        assert (ROOT / f).is_file(), f
+
+
+# names that typing / collections.abc gained after Python 3.10
+NEWER_THAN_310 = {"Unpack", "Self", "Never", "LiteralString", "TypeVarTuple", "NotRequired", "Required",
+                  "assert_never", "assert_type", "reveal_type", "dataclass_transform", "override", "TypeAliasType",
+                  "get_overloads", "clear_overloads", "ReadOnly", "TypeIs", "Buffer"}
+NEWER_MODULES = {"tomllib"}
+
+
+def test_source_imports_nothing_newer_than_python_310_at_run_time():
+    """Module-level imports (those run at import time) use only what Python 3.10 has."""
+    bad = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # top level only: imports under `if TYPE_CHECKING:` are not run
+            if isinstance(node, ast.ImportFrom) and node.module in ("typing", "collections.abc"):
+                bad += [f"{path.name}: {a.name}" for a in node.names if a.name in NEWER_THAN_310]
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                bad += [f"{path.name}: {m}" for m in mods if m.split(".")[0] in NEWER_MODULES]
+    assert not bad, bad
