@@ -198,7 +198,7 @@ def paper_comparison(result: ResultTable, arms: dict[str, Arm], key: str) -> tup
     head = ["Loss"]
     for i in range(ncls):
         ours, theirs = result.classes[i], table.classes[i]
-        tag = "" if ncls == 1 and ours == theirs else f" ({ours} | paper: {theirs})"
+        tag = "" if ncls == 1 and ours == theirs else f" ({ours}; paper: {theirs})"
         for m in METRICS:
             t = {"dsc": "DSC", "precision": "Precision", "recall": "Recall"}[m]
             head += [f"{t}{tag}", f"{t} paper"]
