@@ -49,8 +49,13 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _activate(logits: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+def _activate(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    if not inplace:
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+    if logits.shape[1] == 1:  # in place: no second full-size tensor for a large image
+        return logits.sigmoid_()
+    logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=1, keepdim=True))
 
 
 def _model_divisor(model: nn.Module) -> int:
@@ -107,7 +112,7 @@ def predict_probabilities(model: nn.Module, image: np.ndarray | torch.Tensor, **
 
     Keyword arguments are those of :func:`predict_logits`.
     """
-    return _activate(predict_logits(model, image, **kwargs))[0].cpu()
+    return _activate(predict_logits(model, image, **kwargs), inplace=True)[0].cpu()
 
 
 def probs_to_labels(probs: np.ndarray | torch.Tensor, threshold: float = 0.5) -> np.ndarray:
@@ -115,7 +120,14 @@ def probs_to_labels(probs: np.ndarray | torch.Tensor, threshold: float = 0.5) ->
     p = np.asarray(probs)
     if p.shape[0] == 1:
         return (p[0] > threshold).astype(np.uint8)
-    return p.argmax(axis=0).astype(np.uint8)
+    # arg-max class by class (first maximum wins, as np.argmax) without an int64 index array
+    labels = np.zeros(p.shape[1:], np.uint8)
+    best = p[0].copy()
+    for k in range(1, p.shape[0]):
+        better = p[k] > best
+        labels[better] = k
+        np.maximum(best, p[k], out=best)
+    return labels
 
 
 def save_prediction(out_dir: str | Path, case_id: str, labels: np.ndarray, *, num_classes: int,
