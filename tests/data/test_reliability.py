@@ -125,3 +125,22 @@ def test_cache_removes_old_orphaned_temporary_files(tmp_path):
     os.utime(old, (t, t))
     CaseCache(root)
     assert not old.exists() and fresh.exists()  # a fresh one may belong to a live writer
+
+
+def test_float_tiff_with_nan_is_refused_not_cast_to_8_bits(tmp_path, cache_dir):
+    from PIL import Image
+
+    root = tmp_path / "pairs"
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True)
+    for i in range(3):
+        img = np.random.default_rng(i).normal(size=(16, 16)).astype(np.float32)
+        if i == 1:
+            img[2, 3] = np.nan
+        Image.fromarray(img, mode="F").save(root / "images" / f"c{i}.tif")
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "masks" / f"c{i}.tif")
+    ds = load_dataset(root, layout="pairs", cache_dir=cache_dir, resize=None, normalize="none")
+    ref = np.asarray(Image.open(root / "images" / "c0.tif"), dtype=np.float32)
+    np.testing.assert_array_equal(ds.original("c0").image[0], ref)  # float values kept, not 8-bit
+    with pytest.raises(ValueError, match=r"images/c1\.tif: 1 non-finite value.*\(2, 3\)"):
+        ds["c1"]

@@ -67,6 +67,12 @@ def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     p.write_bytes(p.read_bytes()[:300])
     with pytest.raises(ValueError, match=r"c\.pt is not a readable torch checkpoint"):
         load_checkpoint(p)
+    p.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"c\.pt is not a torch checkpoint \(no zip archive"):
+        load_checkpoint(p)
+    p.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no zip archive: empty file"):
+        load_checkpoint(p)
     torch.save([1, 2], p)
     with pytest.raises(ValueError, match="holds a list, not a unifocal checkpoint"):
         load_checkpoint(p)

@@ -65,7 +65,9 @@ def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
             (ITU-R 601-2, Pillow's ``convert("L")``).
 
     Returns:
-        The pixel array ``(H, W)`` (``uint8``, or ``uint16``/``int32`` for 16-bit files).
+        The pixel array ``(H, W)`` (``uint8``, ``uint16``/``int32`` for 16/32-bit files, ``float32``
+        for floating-point TIFF: kept as is, so that NaN / Inf are seen by :func:`check_finite`
+        instead of being cast to 8 bits).
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -77,7 +79,7 @@ def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if grayscale and im.mode not in ("L", "I;16", "I;16B", "I", "1"):
+            if grayscale and im.mode not in ("L", "I;16", "I;16B", "I", "1", "F"):  # float TIFF stays float
                 im = im.convert("L")
             elif im.mode == "1":
                 im = im.convert("L")

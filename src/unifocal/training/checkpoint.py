@@ -81,6 +81,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist; give a run folder that has finished at least one "
                          f"epoch, or a .pt file")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not ours
+        raise ValueError(f"checkpoint {path} is not a torch checkpoint (no zip archive: "
+                         f"{'empty file' if not magic else 'starts with ' + repr(magic)}); it was overwritten or is not a "
+                         f"checkpoint: restore it from a copy, or retrain the run")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -91,8 +97,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                          f"checkpoint from a trusted source") from None
     except Exception as exc:  # truncated zip, not a torch file, ...
         raise ValueError(f"checkpoint {path} is not a readable torch checkpoint ({type(exc).__name__}: {exc}); "
-                         f"it is truncated or not a checkpoint: delete it (a run resumes from the previous "
-                         f"epoch's last.pt) or retrain") from None
+                         f"it is truncated or not a checkpoint: restore it from a copy, or retrain the run") from None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a unifocal checkpoint (a dict "
                          f"with 'model' and 'spec'); give a checkpoint written by unifocal")
