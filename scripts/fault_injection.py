@@ -47,7 +47,11 @@ def run(argv: list[str], timeout: float = 600) -> tuple[int, str, str]:
 
 
 def last_line(text: str) -> str:
+    """The ``Error: ...`` message (all its lines joined), else the last line printed."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if ln.startswith("Error:"):
+            return " ".join(lines[i:])
     return lines[-1] if lines else ""
 
 

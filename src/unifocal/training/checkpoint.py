@@ -90,9 +90,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln or "GLOBAL" in ln]
+        why = lines[0].split(". ")[0] if lines else type(exc).__name__
         raise ValueError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data, "
-                         f"which could run code when loaded ({first[-1] if first else type(exc).__name__}). "
+                         f"which could run code when loaded ({why}). "
                          f"Only checkpoints written by unifocal are loaded; retrain the run, or use a "
                          f"checkpoint from a trusted source") from None
     except Exception as exc:  # truncated zip, not a torch file, ...
