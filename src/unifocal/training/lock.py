@@ -25,8 +25,10 @@ __all__ = ["LOCK_NAME", "check_output_dir", "clean_orphaned_tmp", "read_lock_own
 LOCK_NAME = "run.lock"
 
 
-def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+def check_output_dir(path: str | Path, what: str = "output folder", *, create: bool = True) -> Path:
     """Create the folder ``path`` (and its parents); refuse a path that is an existing file.
+
+    With ``create=False`` only the check is made (a refused command writes nothing).
 
     Raises:
         ValueError: ``path`` (or one of its parents) is a file, or it cannot be created.
@@ -36,6 +38,8 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
         if p.exists() and not p.is_dir():
             raise ValueError(f"{what} {path}: {p} is an existing file, not a folder; give a folder path "
                              f"(-o), e.g. {path.with_suffix('')}_out")
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -227,7 +227,7 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
     from unifocal.training.evaluation import open_run_dataset
     from unifocal.training.lock import check_output_dir
 
-    out_dir = check_output_dir(out_dir, "evaluation folder")
+    out_dir = check_output_dir(out_dir, "evaluation folder", create=False)
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
     ckpt = load_checkpoint(_checkpoint_path(run_or_ckpt), map_location="cpu")
@@ -241,6 +241,7 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
         if own and split.is_file():  # the run's validation cases (those the dataset options keep)
             kept = set(ids)
             ids = [c for c in json.loads(split.read_text())["val"] if c in kept]
+    check_output_dir(out_dir, "evaluation folder")
     rows = evaluate_cases(model, ds, list(ids), patch_size=tile_size(spec),
                           overlap=spec.get("overlap", 0.5), device=dev,
                           predictions_dir=out_dir / "predictions" if save_predictions else None,
