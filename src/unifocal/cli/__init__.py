@@ -49,8 +49,13 @@ def main() -> None:
     try:
         app()
     except OSError as exc:  # the run folder keeps its last complete checkpoint (atomic writes)
-        where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"Error: cannot write or read {where}{exc.strerror or exc} (errno {exc.errno}). Free disk space "
-                   f"or fix the permissions, then rerun the same command: an interrupted run resumes from its "
-                   f"last complete checkpoint.", err=True)
+        typer.echo(os_error_message(exc), err=True)
         sys.exit(1)
+
+
+def os_error_message(exc: OSError) -> str:
+    """The one-line message of a file-system error (full disk, permissions), naming the file."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return (f"Error: cannot write or read {where}{exc.strerror or exc} (errno {exc.errno}). Free disk space "
+            f"or fix the permissions, then rerun the same command: an interrupted run resumes from its "
+            f"last complete checkpoint.")
