@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(_hint(module), file=sys.stderr)
         return 1
+    except OSError as exc:  # full disk, permissions: a message, not a traceback (docs/reliability.md)
+        from unifocal.cli import os_error_message
+
+        print(os_error_message(exc), file=sys.stderr)
+        return 1
     except SystemExit as exc:  # click's standalone mode always exits
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

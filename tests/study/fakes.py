@@ -65,3 +65,14 @@ def fake_train(config: dict[str, Any], run_dir: Path, progress: bool = True) -> 
               log_rows=[{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.1 / (e + 1),
                          "val_dsc": 0.2 * e, "lr": 0.01, "seconds": 0.1} for e in range(3)])
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def sleepy_train(config: dict[str, Any], run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Stand-in for a long training run: records this worker's pid in ``run_dir/pid`` and sleeps."""
+    import time
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "pid").write_text(str(os.getpid()))
+    time.sleep(float(config.get("sleep", 120)))
+    return {}

@@ -43,5 +43,19 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point (the ``unifocal`` script calls :func:`unifocal.__main__.main`)."""
-    app()
+    """Console entry point (called by :func:`unifocal.__main__.main`): file-system errors (full disk, permissions) end with a message, status 1."""
+    import sys
+
+    try:
+        app()
+    except OSError as exc:  # the run folder keeps its last complete checkpoint (atomic writes)
+        typer.echo(os_error_message(exc), err=True)
+        sys.exit(1)
+
+
+def os_error_message(exc: OSError) -> str:
+    """The one-line message of a file-system error (full disk, permissions), naming the file."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return (f"Error: cannot write or read {where}{exc.strerror or exc} (errno {exc.errno}). Free disk space "
+            f"or fix the permissions, then rerun the same command: an interrupted run resumes from its "
+            f"last complete checkpoint.")

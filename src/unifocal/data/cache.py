@@ -64,6 +64,28 @@ class CaseCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.clean_stale_tmp()
+
+    def clean_stale_tmp(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files (``.*.tmp``) of writers killed mid-write, once older than ``older_than_s``.
+
+        The cache is shared by concurrent processes, so only old temporary files are removed (a live
+        writer finishes a case in seconds). Returns how many were removed.
+        """
+        import time
+
+        n = 0
+        if not self.root.is_dir():
+            return 0
+        now = time.time()
+        for p in self.root.glob(".*.tmp"):
+            try:
+                if now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+                    n += 1
+            except OSError:
+                pass
+        return n
 
     def path(self, case_id: str, key: str) -> Path:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)

@@ -1,11 +1,15 @@
 """Decoding of image files (PNG via Pillow, NIfTI via nibabel) with errors that name the file.
 
 Every decode goes through :func:`read_png` or :func:`read_nifti`; bad files raise ``ValueError``
-naming the file (missing files raise ``FileNotFoundError``).
+naming the file (missing files raise ``FileNotFoundError``). A NIfTI header declaring more data than
+the file holds (truncated) or than this machine's memory (a corrupt or hostile header, e.g.
+30000^3 voxels) is refused before anything is allocated. :func:`check_finite` refuses images with
+NaN or Inf values, naming the file (see ``docs/reliability.md``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +17,30 @@ import numpy as np
 from PIL import Image
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 40
+
+
+def check_finite(arr: np.ndarray, path: str | Path) -> None:
+    """Refuse an image holding NaN or Inf values.
+
+    Raises:
+        ValueError: naming ``path``, the number of non-finite values and the first one's index.
+    """
+    a = np.asarray(arr)
+    if a.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{path}: {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at index {first} "
+                         f"(value {a[first]}); fix or remove this file: a single NaN turns the normalised "
+                         f"image into NaN")
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -37,7 +65,9 @@ def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
             (ITU-R 601-2, Pillow's ``convert("L")``).
 
     Returns:
-        The pixel array ``(H, W)`` (``uint8``, or ``uint16``/``int32`` for 16-bit files).
+        The pixel array ``(H, W)`` (``uint8``, ``uint16``/``int32`` for 16/32-bit files, ``float32``
+        for floating-point TIFF: kept as is, so that NaN / Inf are seen by :func:`check_finite`
+        instead of being cast to 8 bits).
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -49,13 +79,13 @@ def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if grayscale and im.mode not in ("L", "I;16", "I;16B", "I", "1"):
+            if grayscale and im.mode not in ("L", "I;16", "I;16B", "I", "1", "F"):  # float TIFF stays float
                 im = im.convert("L")
             elif im.mode == "1":
                 im = im.convert("L")
             arr = np.array(im)
     except Exception as exc:
-        raise ValueError(f"{path}: unreadable or truncated image file ({exc})") from exc
+        raise ValueError(f"{path}: unreadable or truncated image file ({exc or type(exc).__name__})") from exc
     if arr.ndim != 2:
         raise ValueError(f"{path}: expected a 2D image, got shape {arr.shape}")
     return arr
@@ -80,9 +110,27 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, .
         raise FileNotFoundError(f"{path}: file not found")
     try:
         img = nib.load(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path}: unreadable or truncated NIfTI file ({exc or type(exc).__name__})") from exc
+    shape = tuple(int(s) for s in img.shape)
+    itemsize = np.dtype(img.get_data_dtype()).itemsize
+    nbytes = int(np.prod(shape, dtype=np.float64) * itemsize)
+    if nbytes > _memory_bytes():
+        raise ValueError(f"{path}: the header declares shape {shape} ({nbytes / 2**30:.1f} GiB of "
+                         f"{img.get_data_dtype()}), more than this machine's memory; the header is corrupt or the "
+                         f"volume must be cropped/resampled first")
+    if not str(path).endswith(".gz"):
+        offset = int(img.header.get("vox_offset", 0) or 0)
+        if offset + nbytes > path.stat().st_size:
+            raise ValueError(f"{path}: truncated NIfTI file: the header declares shape {shape} ({offset + nbytes} "
+                             f"bytes with the header) but the file has {path.stat().st_size} bytes")
+    try:
         arr = np.asarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
         zooms = tuple(float(z) for z in img.header.get_zooms()[: min(3, arr.ndim)])
+    except MemoryError:
+        raise ValueError(f"{path}: not enough memory to read shape {shape} ({nbytes / 2**30:.1f} GiB); crop or "
+                         f"resample the volume, or use a machine with more memory") from None
     except Exception as exc:
-        raise ValueError(f"{path}: unreadable or truncated NIfTI file ({exc})") from exc
+        raise ValueError(f"{path}: unreadable or truncated NIfTI file ({exc or type(exc).__name__})") from exc
     return arr, affine, zooms

@@ -130,8 +130,8 @@ def zscore(image: np.ndarray, *, nonzero: bool = False) -> np.ndarray:
     """
     out = np.empty(image.shape, dtype=np.float32)
     for c in range(image.shape[0]):
-        x = image[c].astype(np.float64)
         if nonzero:
+            x = image[c].astype(np.float64)
             m = x != 0
             vals = x[m]
             res = np.zeros_like(x)
@@ -139,7 +139,14 @@ def zscore(image: np.ndarray, *, nonzero: bool = False) -> np.ndarray:
                 res[m] = (vals - vals.mean()) / max(vals.std(), 1e-8)
             out[c] = res
         else:
-            out[c] = (x - x.mean()) / max(x.std(), 1e-8)
+            # float64 statistics and arithmetic, but the output in chunks: a 4000x4000 image needs one
+            # float64 temporary (for the standard deviation) instead of three
+            mean = float(image[c].mean(dtype=np.float64))
+            std = max(float(image[c].std(dtype=np.float64)), 1e-8)
+            flat_in, flat_out = image[c].reshape(-1), out[c].reshape(-1)
+            step = 1 << 20
+            for i in range(0, flat_in.size, step):
+                flat_out[i:i + step] = (flat_in[i:i + step].astype(np.float64) - mean) / std
     return out
 
 
@@ -212,6 +219,8 @@ def restore_geometry(array: np.ndarray, meta: dict[str, Any], *, is_label: bool 
         The array in the original geometry.
     """
     orig = tuple(int(s) for s in meta["original_shape"])
+    if tuple(np.shape(array)[-len(orig):]) == orig:  # nothing was resampled: no copy
+        return np.asarray(array) if is_label else np.asarray(array, dtype=np.float32)
     if is_label:
         return resample_array(np.asarray(array), orig, is_label=True)
     arr = np.asarray(array, dtype=np.float32)

@@ -28,7 +28,7 @@ from unifocal._atomic import atomic_write
 from unifocal.data.cache import file_signature, hash_key
 from unifocal.data.case import Case
 from unifocal.data.dataset import SegmentationDataset
-from unifocal.data.io import is_nifti, read_nifti, read_png, strip_nifti_suffix
+from unifocal.data.io import check_finite, is_nifti, read_nifti, read_png, strip_nifti_suffix
 from unifocal.data.phantom import PHANTOM_DEFAULTS, PhantomDataset
 from unifocal.data.preprocessing import DEFAULT_PREPROCESSING, make_preprocessing
 
@@ -137,6 +137,8 @@ class FileDataset(SegmentationDataset):
 
     def _load_png(self, r: CaseRecord) -> Case:
         chans = [read_png(p) for p in r.images]
+        for p, c in zip(r.images, chans):
+            check_finite(c, p)
         for p, c in zip(r.images[1:], chans[1:]):
             if c.shape != chans[0].shape:
                 raise ValueError(f"{p}: shape {c.shape} differs from {r.images[0]} {chans[0].shape}")
@@ -165,12 +167,16 @@ class FileDataset(SegmentationDataset):
                 parts = [arr]
             else:
                 raise ValueError(f"{p}: expected a 3D (or 4D multi-channel) volume, got shape {arr.shape}")
+            check_finite(arr, p)
             if ref_shape is None:
                 ref_aff, ref_sp, ref_shape = aff, sp, parts[0].shape
             elif parts[0].shape != ref_shape or not np.allclose(aff, ref_aff, atol=1e-3):
                 raise ValueError(f"{p}: geometry (shape {parts[0].shape}) differs from {r.images[0]} "
                                  f"(shape {ref_shape})")
             chans.extend(parts)
+        if len(chans) != self.in_channels:
+            raise ValueError(f"{r.images[0]}: case {r.id} has {len(chans)} channel(s) (shape {arr.shape}), the dataset "
+                             f"has {self.in_channels}; every case needs the same channels (fix or remove this file)")
         image = np.stack([c.astype(np.float32) for c in chans])
         label = None
         for p in r.labels:
@@ -216,6 +222,64 @@ def scan_label_values(paths: list[Path], *, cache_dir: Path | None) -> dict[str,
     if cfile is not None:
         atomic_write(cfile, lambda f: f.write(json.dumps(out).encode()))
     return out
+
+
+def check_label_sets(values: dict[str, list[int]], declared: list[int] | None, source: str) -> int:
+    """Check the label values of every file against the declared set; return the number of classes.
+
+    Args:
+        values: ``{label file: its unique values}`` (from :func:`scan_label_values`).
+        declared: The values the dataset declares (``dataset.json`` labels, or ``num_classes``);
+            ``None``: nothing declared, the values must then be ``0..K-1`` without gaps.
+        source: What declares them, for the message.
+
+    Raises:
+        ValueError: naming the file(s) with a value outside the declared set, or, with nothing
+            declared, with a value beyond a gap (one stray voxel of 200 must not make 201 classes).
+    """
+    union = sorted({v for vs in values.values() for v in vs})
+    if declared is None:
+        k = 0
+        while k in union:
+            k += 1
+        allowed = set(range(k))
+        hint = ("the label values must be 0..K-1 without gaps when the dataset declares none; fix the file(s), "
+                "or declare the labels in dataset.json (\"labels\") or pass num_classes=")
+    else:
+        allowed = set(declared)
+        hint = f"fix the file(s), or correct {source}"
+    bad = {f: [v for v in vs if v not in allowed] for f, vs in values.items()}
+    bad = {f: b for f, b in bad.items() if b}
+    if bad:
+        files = sorted(bad)
+        shown = "; ".join(f"{f}: {bad[f][:5]}" for f in files[:5])
+        more = f" (and {len(files) - 5} more files)" if len(files) > 5 else ""
+        raise ValueError(f"unexpected label value(s) in {len(files)} of {len(values)} label file(s): {shown}{more}. "
+                         f"Expected {sorted(allowed)} ({source}); {hint}")
+    return max(len(allowed), 2) if declared is None else len(declared)
+
+
+def _nifti_channels(paths: list[Path]) -> int:
+    """Channels of a one-file-per-case MSD image set (4D: channels last), read from the headers."""
+    import nibabel as nib
+
+    counts: dict[Path, int] = {}
+    for p in paths:
+        try:
+            shape = nib.load(str(p)).shape
+        except Exception as exc:
+            raise ValueError(f"{p}: unreadable or truncated NIfTI file ({exc or type(exc).__name__})") from exc
+        if len(shape) not in (3, 4):
+            raise ValueError(f"{p}: expected a 3D (or 4D multi-channel) volume, got shape {shape}")
+        counts[p] = shape[3] if len(shape) == 4 else 1
+    if not counts:
+        return 1
+    common = max(set(counts.values()), key=list(counts.values()).count)
+    odd = [p for p, c in counts.items() if c != common]
+    if odd:
+        raise ValueError(f"{odd[0]}: {counts[odd[0]]} channel(s) but {len(counts) - len(odd)} other image(s) have "
+                         f"{common}; every case needs the same channels (fix or remove this file)")
+    return common
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,6 +439,9 @@ def read_msd(root: Path, *, num_classes: int | None = None, _cache_dir: Path | N
     recs = [CaseRecord(cid, [p for _, p in sorted(chs)], [labels[cid]], "nifti") for cid, chs in sorted(groups.items())]
     names: list[str] | None = None
     in_ch = n_ch.pop() if n_ch else 1
+    if not suffixed:  # one file per case: 3D, or 4D with the channels last (read from the headers)
+        in_ch = _nifti_channels([r.images[0] for r in recs])
+    declared: list[int] | None = None
     djson = root / "dataset.json"
     if djson.is_file():
         try:
@@ -390,16 +457,18 @@ def read_msd(root: Path, *, num_classes: int | None = None, _cache_dir: Path | N
                 pairs[v] = str(k)
         if pairs:
             names = [pairs.get(i, f"class{i}") for i in range(max(pairs) + 1)]
+            declared = sorted(pairs)
         mods = info.get("channel_names") or info.get("modality") or {}
-        if mods and not suffixed and len(mods) > 1:
-            in_ch = len(mods)
+        if mods and len(mods) != in_ch:
+            raise ValueError(f"{djson}: declares {len(mods)} channel(s) ({', '.join(map(str, mods.values()))}) but "
+                             f"the images have {in_ch}; fix dataset.json or the images")
+    source = "dataset.json labels" if declared is not None else "nothing declared"
+    if num_classes is not None:
+        declared, source = list(range(num_classes)), f"num_classes={num_classes}"
+    vals = scan_label_values([r.labels[0] for r in recs], cache_dir=_cache_dir)
+    k = check_label_sets(vals, declared, source)
     if num_classes is None:
-        if names is not None:
-            num_classes = len(names)
-        else:
-            vals = scan_label_values([r.labels[0] for r in recs], cache_dir=_cache_dir)
-            num_classes = max((max(v) for v in vals.values() if v), default=0) + 1
-            num_classes = max(num_classes, 2)
+        num_classes = len(names) if names is not None else k
     if names is None or len(names) != num_classes:
         names = ["background"] + [f"class{k}" for k in range(1, num_classes)]
     return ReaderResult(recs, num_classes, names, 3, in_ch, {k: k for k in range(num_classes)},
@@ -569,6 +638,10 @@ def load_dataset(path_or_name: str | Path, layout: str | None = None, **options:
         TypeError: An option the layout does not take.
     """
     name = str(path_or_name)
+    if layout in PHANTOM_DEFAULTS and name != layout:
+        raise ValueError(f"layout {layout!r} is the built-in phantom, but the dataset {name!r} was given: the "
+                         f"phantom would be trained and recorded as {name!r}. Drop the layout to read {name!r}, "
+                         f"or use the dataset name {layout!r}")
     if layout in PHANTOM_DEFAULTS or (layout is None and name in PHANTOM_DEFAULTS):
         opts = dict(options)
         pre = dict(opts.pop("preprocessing", None) or {})

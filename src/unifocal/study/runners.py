@@ -78,6 +78,24 @@ def _limit_threads(threads: int) -> None:
             os.environ[var] = str(threads)
 
 
+def _watch_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """Worker initializer: exit this worker when the process that started it is gone.
+
+    A ``kill -9`` of the study driver leaves its pool workers blocked on their task queue forever
+    (each holding a model in memory); this daemon thread ends them within ``interval_s``. The run
+    they were training resumes from its last checkpoint when the study is run again.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="unifocal-parent-watch", daemon=True).start()
+
+
 def _execute(spec: RunSpec, train_fn: str | Callable[..., Any], threads: int | None,
              progress: bool = False) -> RunOutcome:
     """Run one spec (in whatever process this is called); never raises."""
@@ -149,7 +167,8 @@ def run_local(specs: Sequence[RunSpec], workers: int = 1, train_fn: str | Callab
             done(_execute(s, train_fn, threads_per_worker, progress))
     else:
         threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
+                                 initializer=_watch_parent, initargs=(os.getpid(),)) as ex:
             futs = {ex.submit(_execute, s, train_fn, threads): s for s in todo}
             for f in as_completed(futs):
                 s = futs[f]

@@ -1,7 +1,11 @@
 """Inference: whole-image (2D) and sliding-window (3D) prediction, mapping back, saving.
 
 * **2D**: the whole preprocessed image (e.g. 128x128 for BUS) goes through the network at once,
-  zero-padded at the end of each axis to a multiple of the network's ``divisor`` and cropped back.
+  zero-padded at the end of each axis to a multiple of the network's ``divisor`` and cropped back,
+  when it fits in ``patch_size`` (or no ``patch_size`` is given); a larger image (a 4000x4000
+  photograph predicted by a run trained on 512x512 images) is tiled with MONAI's
+  ``sliding_window_inference`` like a 3D volume, with windows no larger than the image, so that
+  memory stays bounded (``docs/benchmarks.md``).
   For the metrics the class **probabilities** are then mapped back to the original image size by
   linear interpolation (the inverse of the preprocessing resize, ``dataset.to_original``) and the
   arg-max is taken there, so the metrics are computed on the original pixel grid against the
@@ -45,8 +49,13 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _activate(logits: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+def _activate(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    if not inplace:
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+    if logits.shape[1] == 1:  # in place: no second full-size tensor for a large image
+        return logits.sigmoid_()
+    logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=1, keepdim=True))
 
 
 def _model_divisor(model: nn.Module) -> int:
@@ -74,7 +83,8 @@ def predict_logits(model: nn.Module, image: np.ndarray | torch.Tensor, *, patch_
                    sw_batch_size: int = 2, mode: str = "gaussian") -> torch.Tensor:
     """Logits ``(1, K, *spatial)`` (float32, on ``device``) for one image ``(C, *spatial)``.
 
-    Whole-image when ``patch_size`` is ``None`` or covers the image (2D), else sliding window.
+    Whole-image when ``patch_size`` is ``None`` or covers the image (2D), else sliding window
+    (2D windows are capped by the image size).
     The model is put in eval mode (so deep supervision returns the full-resolution head only).
     """
     device = torch.device(device)
@@ -88,7 +98,10 @@ def predict_logits(model: nn.Module, image: np.ndarray | torch.Tensor, *, patch_
         else:
             from monai.inferers import sliding_window_inference
 
-            out = sliding_window_inference(x, roi_size=tuple(int(p) for p in patch_size),
+            roi = [int(p) for p in patch_size]
+            if len(spatial) == 2:  # windows no larger than the image (MONAI would pad it up to the window)
+                roi = [min(p, s) for p, s in zip(roi, spatial)]
+            out = sliding_window_inference(x, roi_size=tuple(roi),
                                            sw_batch_size=sw_batch_size, predictor=lambda t: _forward_padded(model, t),
                                            overlap=overlap, mode=mode)
     return out.float()
@@ -99,7 +112,7 @@ def predict_probabilities(model: nn.Module, image: np.ndarray | torch.Tensor, **
 
     Keyword arguments are those of :func:`predict_logits`.
     """
-    return _activate(predict_logits(model, image, **kwargs))[0].cpu()
+    return _activate(predict_logits(model, image, **kwargs), inplace=True)[0].cpu()
 
 
 def probs_to_labels(probs: np.ndarray | torch.Tensor, threshold: float = 0.5) -> np.ndarray:
@@ -107,7 +120,14 @@ def probs_to_labels(probs: np.ndarray | torch.Tensor, threshold: float = 0.5) ->
     p = np.asarray(probs)
     if p.shape[0] == 1:
         return (p[0] > threshold).astype(np.uint8)
-    return p.argmax(axis=0).astype(np.uint8)
+    # arg-max class by class (first maximum wins, as np.argmax) without an int64 index array
+    labels = np.zeros(p.shape[1:], np.uint8)
+    best = p[0].copy()
+    for k in range(1, p.shape[0]):
+        better = p[k] > best
+        labels[better] = k
+        np.maximum(best, p[k], out=best)
+    return labels
 
 
 def save_prediction(out_dir: str | Path, case_id: str, labels: np.ndarray, *, num_classes: int,
@@ -124,28 +144,42 @@ def save_prediction(out_dir: str | Path, case_id: str, labels: np.ndarray, *, nu
         probs: ``(K, *spatial)`` probabilities to save beside the labels, or ``None``.
         fmt: ``"png"``, ``"nifti"`` or ``"auto"`` (PNG for 2D, NIfTI for 3D).
     """
+    import gzip
+    import io
+
     import nibabel as nib
 
+    from unifocal._atomic import atomic_write
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "auto":
         fmt = "png" if labels.ndim == 2 else "nifti"
+    if fmt not in ("png", "nifti"):
+        raise ValueError(f"unknown prediction format {fmt!r}; use png, nifti or auto")
+    out_dir.mkdir(parents=True, exist_ok=True)
     aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+
+    def nifti_bytes(arr: np.ndarray) -> bytes:
+        return gzip.compress(nib.Nifti1Image(arr, aff).to_bytes(), compresslevel=6, mtime=0)
+
     if fmt == "png":
         from PIL import Image
 
         scale = 255 // max(num_classes - 1, 1)
         path = out_dir / f"{case_id}.png"
-        Image.fromarray((labels.astype(np.int32) * scale).astype(np.uint8)).save(path)
-    elif fmt == "nifti":
-        path = out_dir / f"{case_id}.nii.gz"
-        nib.save(nib.Nifti1Image(labels.astype(np.uint8), aff), str(path))
+        buf = io.BytesIO()
+        Image.fromarray((labels.astype(np.int32) * scale).astype(np.uint8)).save(buf, format="PNG")
+        atomic_write(path, lambda f: f.write(buf.getbuffer()))
     else:
-        raise ValueError(f"unknown prediction format {fmt!r}; use png, nifti or auto")
+        path = out_dir / f"{case_id}.nii.gz"
+        data = nifti_bytes(labels.astype(np.uint8))
+        atomic_write(path, lambda f: f.write(data))
     if probs is not None:
         if fmt == "nifti":
-            nib.save(nib.Nifti1Image(np.moveaxis(np.asarray(probs, np.float32), 0, -1), aff),
-                     str(out_dir / f"{case_id}_probs.nii.gz"))
+            data = nifti_bytes(np.moveaxis(np.asarray(probs, np.float32), 0, -1))
+            atomic_write(out_dir / f"{case_id}_probs.nii.gz", lambda f: f.write(data))
         else:
-            np.savez_compressed(out_dir / f"{case_id}_probs.npz", probs=np.asarray(probs, np.float32))
+            buf = io.BytesIO()
+            np.savez_compressed(buf, probs=np.asarray(probs, np.float32))
+            atomic_write(out_dir / f"{case_id}_probs.npz", lambda f: f.write(buf.getbuffer()))
     return path

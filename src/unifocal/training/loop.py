@@ -66,8 +66,12 @@ __all__ = ["LOG_FIELDS", "NonFiniteLossError", "RunContext", "build_run", "train
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_dsc", "lr", "seconds"]
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or Inf; the message names the epoch and batch (1-based)."""
+class NonFiniteLossError(ValueError, RuntimeError):
+    """The loss or the network output became NaN or Inf; the message names the epoch and batch (1-based).
+
+    A ``ValueError`` (so the command line reports it as an error, exit status 2) and, as before, a
+    ``RuntimeError``.
+    """
 
 
 def load_dataset_from_config(ds_cfg: dict[str, Any]) -> Any:
@@ -215,13 +219,15 @@ class RunContext:
                 out = [o.float() for o in out]
             else:
                 out = out.float()
-            loss = self.train_loss_fn(out, y)
+            finite_out = all(bool(torch.isfinite(o).all()) for o in (out if isinstance(out, list) else [out]))
+            loss = self.train_loss_fn(out, y) if finite_out else torch.tensor(float("nan"))
             if not torch.isfinite(loss).all():
                 last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
                 keep = (f"; the last good checkpoint {last} (epoch {epoch - 1}) is kept"
                         if last is not None and last.exists() else "")
+                what = f"training loss ({loss.item()})" if finite_out else "network output (NaN/Inf)"
                 raise NonFiniteLossError(
-                    f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {b}{keep}. "
+                    f"non-finite {what} at epoch {epoch}, batch {b}{keep}. "
                     f"Lower the learning rate (lr), disable amp, or check the data of this batch.")
             self.scaler.scale(loss).backward()
             if self.diagnostics is not None:
@@ -257,7 +263,7 @@ class RunContext:
             logits = predict_logits(self.model, case.image, patch_size=ps, overlap=self.cfg.overlap,
                                     device=self.device, amp=self.cfg.amp)
             y = torch.as_tensor(np.asarray(case.label, dtype=np.int64)).unsqueeze(0).to(self.device)
-            loss = self.loss(logits, y)
+            loss = self.loss(logits, y) if bool(torch.isfinite(logits).all()) else torch.tensor(float("nan"))
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite validation loss ({loss.item()}) at epoch {epoch}, "
                                          f"validation case {cid}. Lower the learning rate or disable amp.")
@@ -357,6 +363,9 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
 def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume, or skip when finished) one training run and return its summary.
 
+    The run folder is locked for the whole call (:func:`unifocal.training.lock.run_lock`): a second
+    process on the same folder fails with a ``ValueError`` naming the owner's pid.
+
     Args:
         config: A configuration dict (see :mod:`unifocal.training.config`) or a :class:`TrainConfig`.
         run_dir: The run folder (created); see the run-folder contract in ``docs/architecture.md``.
@@ -370,11 +379,16 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
             different configuration.
         NonFiniteLossError: NaN / Inf loss (the last good checkpoint is kept).
     """
-    run_dir = Path(run_dir)
+    from unifocal.training.lock import run_lock
+
     cfg = resolve_config(config)
+    with run_lock(run_dir):
+        return _train_and_evaluate_locked(cfg, Path(run_dir), progress)
+
+
+def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) -> dict:
     cfg_path = run_dir / "config.yaml"
-    started = (run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "summary.json").exists()
-    if cfg_path.is_file() and started:
+    if cfg_path.is_file():  # the configuration guard applies from the first write of config.yaml
         old = yaml.safe_load(cfg_path.read_text()) or {}
         diff = _differences(_comparable(old), _comparable(cfg.to_dict()))
         if diff:

@@ -23,7 +23,10 @@ from unifocal.training.checkpoint import atomic_write_json, load_checkpoint
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
 from unifocal.training.inference import predict_probabilities, probs_to_labels, save_prediction, select_device
 
-__all__ = ["evaluate_run", "load_model", "predict_files"]
+__all__ = ["DEFAULT_TILE_2D", "evaluate_run", "load_model", "plan_outputs", "predict_files", "tile_size"]
+
+#: Sliding-window tile (pixels per side) for 2D runs trained on whole images without a fixed resize.
+DEFAULT_TILE_2D = 512
 
 
 def _checkpoint_path(run_or_ckpt: str | Path) -> Path:
@@ -40,20 +43,45 @@ def load_model(run_or_ckpt: str | Path, device: str | torch.device = "auto") -> 
     from unifocal.models import get_model
 
     dev = select_device(device) if isinstance(device, str) else device
-    st = load_checkpoint(_checkpoint_path(run_or_ckpt), map_location=dev)
-    spec = st["spec"]
+    path = _checkpoint_path(run_or_ckpt)
+    st = load_checkpoint(path, map_location=dev)
+    spec = st.get("spec")
+    if not isinstance(st.get("model"), dict) or not isinstance(spec, dict) or not {
+            "model", "spatial_dims", "in_channels", "num_classes"} <= set(spec):
+        raise ValueError(f"checkpoint {path} lacks the model weights or specification ('model', 'spec'); give "
+                         f"checkpoints/best.pt of a unifocal run")
     params = {k: v for k, v in spec["model"].items() if k != "name" and v is not None}
     model = get_model(spec["model"]["name"], spec["spatial_dims"], spec["in_channels"], spec["num_classes"], **params)
-    model.load_state_dict(st["model"])
+    try:
+        model.load_state_dict(st["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path}: the weights do not fit the network of its specification "
+                         f"({str(exc).splitlines()[0]}); the file was altered or comes from another model") from None
     model.to(dev).eval()
     return model, spec
 
 
+def tile_size(spec: dict[str, Any]) -> list[int] | None:
+    """The window of sliding-window inference for a run: its training patch size.
+
+    3D runs have one. 2D runs trained on whole images: the preprocessing ``resize`` when set (every
+    training image had that size), else :data:`DEFAULT_TILE_2D` per side; a 2D image that fits in
+    the window is predicted whole, a larger one is tiled (bounded memory, ``docs/reliability.md``).
+    """
+    if spec.get("patch_size"):
+        return [int(p) for p in spec["patch_size"]]
+    if spec["spatial_dims"] != 2:
+        return None
+    resize = (spec.get("preprocessing") or {}).get("resize")
+    return [int(r) for r in resize] if resize else [DEFAULT_TILE_2D, DEFAULT_TILE_2D]
+
+
 def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, Any]]:
-    from unifocal.data.io import is_nifti, read_nifti, read_png
+    from unifocal.data.io import check_finite, is_nifti, read_nifti, read_png
 
     if is_nifti(path):
         arr, affine, spacing = read_nifti(path)
+        check_finite(arr, path)
         arr = arr.astype(np.float32)
         if arr.ndim == spatial_dims:
             arr = arr[None]
@@ -64,7 +92,64 @@ def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, An
         return arr, {"affine": affine, "spacing": spacing[:spatial_dims]}
     if spatial_dims != 2:
         raise ValueError(f"{path}: the model is 3D; give NIfTI volumes (.nii / .nii.gz)")
-    return read_png(path).astype(np.float32)[None], {"affine": np.eye(4), "spacing": (1.0, 1.0)}
+    arr = read_png(path)
+    check_finite(arr, path)
+    return arr.astype(np.float32)[None], {"affine": np.eye(4), "spacing": (1.0, 1.0)}
+
+
+def _input_files(inputs: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for src in inputs:
+        src = Path(src)
+        if src.is_dir():
+            files += sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
+                            and (p.suffix.lower() == ".png" or str(p).endswith((".nii", ".nii.gz"))))
+        elif src.is_file():
+            files.append(src)
+        else:
+            raise ValueError(f"input {src} does not exist; give image files or folders")
+    if not files:
+        raise ValueError("no input images found (PNG or NIfTI)")
+    seen: set[Path] = set()
+    unique = []
+    for f in files:  # the same file given twice (as a file and through its folder) is predicted once
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique
+
+
+def plan_outputs(files: Sequence[Path], out_dir: Path, probabilities: bool) -> list[tuple[str, list[Path]]]:
+    """``(stem, [label file, probability file])`` per input; refuses to overwrite an input or collide.
+
+    Raises:
+        ValueError: an output would replace one of the inputs (e.g. ``-o`` is the input folder and the
+            format is the same), or two inputs would write the same output (``a/x.png``, ``b/x.png``).
+            Nothing has been written then.
+    """
+    from unifocal.data.io import is_nifti, strip_nifti_suffix
+
+    inputs = {f.resolve(): f for f in files}
+    owner: dict[Path, Path] = {}
+    plan = []
+    for f in files:
+        nifti = is_nifti(f)
+        stem = strip_nifti_suffix(f.name) if nifti else f.stem
+        outs = [out_dir / f"{stem}.nii.gz" if nifti else out_dir / f"{stem}.png"]
+        if probabilities:
+            outs.append(out_dir / (f"{stem}_probs.nii.gz" if nifti else f"{stem}_probs.npz"))
+        for o in outs:
+            r = o.resolve()
+            if r in inputs:
+                raise ValueError(f"predicting {f} would overwrite the input {inputs[r]}; write the predictions to "
+                                 f"another folder (-o), not the folder of the images")
+            if r in owner:
+                raise ValueError(f"{owner[r]} and {f} would both be written to {o} (same file name); predict "
+                                 f"them into separate output folders (-o) or rename one")
+            owner[r] = f
+        plan.append((stem, outs))
+    return plan
 
 
 def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
@@ -72,46 +157,51 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
                   overlap: float | None = None, progress: bool = False) -> list[Path]:
     """Predict image files with a trained run; returns the written label files.
 
-    Each input is preprocessed with the run's preprocessing, predicted (whole image in 2D,
-    sliding window in 3D), mapped back to the input's grid (probabilities linearly, then arg-max)
-    and saved in ``out_dir`` under the input's stem: PNG for PNG input, NIfTI with the input's
-    affine for NIfTI input; ``probabilities`` adds the class probabilities; ``progress`` shows a bar.
+    Each input is preprocessed with the run's preprocessing, predicted (sliding window over the
+    run's training patch, :func:`tile_size`; a 2D image that fits in it whole), mapped back to the
+    input's grid (probabilities linearly, then arg-max) and saved in ``out_dir`` under the input's
+    stem: PNG for PNG input, NIfTI with the input's affine for NIfTI input; ``probabilities`` adds
+    the class probabilities; ``progress`` shows a bar. Every file is written atomically; an input is never overwritten and
+    two inputs never write the same file (:func:`plan_outputs`, checked before anything is
+    written).
+
+    Raises:
+        ValueError: bad checkpoint, input (named), output folder, or an output that would replace an
+            input or collide with another.
     """
-    from unifocal.data.io import is_nifti, strip_nifti_suffix
+    from unifocal.data.io import is_nifti
     from unifocal.data.preprocessing import make_preprocessing, preprocess, restore_geometry
+    from unifocal.training.lock import check_output_dir
 
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
     params = make_preprocessing(**{k: v for k, v in (spec.get("preprocessing") or {}).items()
                                    if k not in ("version",)})
-    files: list[Path] = []
-    for src in inputs:
-        src = Path(src)
-        if src.is_dir():
-            files += sorted(p for p in src.iterdir() if p.suffix in (".png", ".nii", ".gz") and not p.name.startswith("."))
-        elif src.is_file():
-            files.append(src)
-        else:
-            raise ValueError(f"input {src} does not exist; give image files or folders")
-    if not files:
-        raise ValueError("no input images found (PNG or NIfTI)")
+    files = _input_files(inputs)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        check_output_dir(out_dir, "prediction folder")  # raises: an existing file
+    plan = plan_outputs(files, out_dir, probabilities)
+    check_output_dir(out_dir, "prediction folder")
+    tile = tile_size(spec)
     written = []
+    pairs = list(zip(files, plan))
     if progress:
         from tqdm import tqdm
 
-        files = tqdm(files, desc="predict", leave=False)
-    for f in files:
+        pairs = tqdm(pairs, desc="predict", leave=False)
+    for f, (stem, _outs) in pairs:
         image, meta = _read_input(f, spec["spatial_dims"])
         if image.shape[0] != spec["in_channels"]:
             raise ValueError(f"{f}: {image.shape[0]} channel(s), the model expects {spec['in_channels']}")
         dummy = np.zeros(image.shape[1:], np.uint8)
         pimg, _, pmeta = preprocess(image, dummy, meta, params)
-        ps = spec.get("patch_size") if spec["spatial_dims"] == 3 else None
-        probs = predict_probabilities(model, pimg, patch_size=ps, overlap=overlap or spec.get("overlap", 0.5),
-                                      device=dev, amp=amp).numpy()
+        del image, dummy  # a 4000x4000 image: 64 MB of float32 less during the prediction
+        probs = predict_probabilities(model, pimg, patch_size=tile, overlap=overlap or spec.get("overlap", 0.5),
+                                      device=dev, amp=amp, sw_batch_size=1 if spec["spatial_dims"] == 2 else 2).numpy()
+        del pimg
         probs = restore_geometry(probs, pmeta, is_label=False)
         labels = probs_to_labels(probs)
-        stem = strip_nifti_suffix(f.name) if is_nifti(f) else f.stem
         written.append(save_prediction(out_dir, stem, labels, num_classes=spec["num_classes"],
                                        affine=meta["affine"], probs=probs if probabilities else None,
                                        fmt="nifti" if is_nifti(f) else "png"))
@@ -135,10 +225,15 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
     import json
 
     from unifocal.training.evaluation import open_run_dataset
+    from unifocal.training.lock import check_output_dir
 
+    out_dir = check_output_dir(out_dir, "evaluation folder", create=False)
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
     ckpt = load_checkpoint(_checkpoint_path(run_or_ckpt), map_location="cpu")
+    if dataset is None and not isinstance((ckpt.get("config") or {}).get("dataset"), dict):
+        raise ValueError(f"checkpoint {_checkpoint_path(run_or_ckpt)} records no dataset configuration; "
+                         f"give --dataset")
     ds, own = open_run_dataset(ckpt["config"], spec, dataset)
     if ids is None:
         split = Path(run_or_ckpt) / "split.json"
@@ -146,8 +241,8 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
         if own and split.is_file():  # the run's validation cases (those the dataset options keep)
             kept = set(ids)
             ids = [c for c in json.loads(split.read_text())["val"] if c in kept]
-    out_dir = Path(out_dir)
-    rows = evaluate_cases(model, ds, list(ids), patch_size=spec.get("patch_size") if spec["spatial_dims"] == 3 else None,
+    check_output_dir(out_dir, "evaluation folder")
+    rows = evaluate_cases(model, ds, list(ids), patch_size=tile_size(spec),
                           overlap=spec.get("overlap", 0.5), device=dev,
                           predictions_dir=out_dir / "predictions" if save_predictions else None,
                           save_probabilities=probabilities, progress=progress)
