@@ -257,7 +257,7 @@ class RunContext:
 
         losses, dscs = [], []
         classes = list(range(1, self.dataset.num_classes))
-        ps = self.cfg.patch_size if self.dataset.spatial_dims == 3 else None
+        ps = self.cfg.patch_size  # 2D: whole image when it fits the patch, else the same tiles as predict
         for cid in ids:
             case = self.dataset[cid]
             logits = predict_logits(self.model, case.image, patch_size=ps, overlap=self.cfg.overlap,
@@ -497,8 +497,8 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
     best = load_checkpoint(best_path, map_location=ctx.device)
     ctx.model.load_state_dict(best["model"])
     t0 = time.perf_counter()
-    rows = evaluate_cases(ctx.model, ctx.dataset, val_ids, patch_size=cfg.patch_size if ctx.dataset.spatial_dims == 3
-                          else None, overlap=cfg.overlap, device=ctx.device, amp=cfg.amp,
+    rows = evaluate_cases(ctx.model, ctx.dataset, val_ids, patch_size=cfg.patch_size, overlap=cfg.overlap,
+                          device=ctx.device, amp=cfg.amp,
                           predictions_dir=run_dir / "predictions" if cfg.save_predictions else None,
                           progress=progress)
     write_metrics_csv(run_dir / "metrics_per_case.csv", rows)
