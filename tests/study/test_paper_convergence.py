@@ -121,3 +121,18 @@ def test_convergence_table_and_report(tmp_path):
     assert "## Beside the paper" in page and "## Convergence of every run" in page
     assert (tmp_path / "rep" / "figures" / "learning_curves_fold0.png").is_file()
     assert re.search(r"Learning curves of every loss, fold 0", page)
+
+
+def test_report_settings_file(tmp_path):
+    from unifocal.study.report import report_settings
+
+    assert report_settings(tmp_path)["unit"] == "folds"
+    (tmp_path / "report.yaml").write_text("unit: cases\npaper: table3\n")
+    st = report_settings(tmp_path)
+    assert (st["unit"], st["paper"], st["formats"]) == ("cases", "table3", ("png", "pdf"))
+    (tmp_path / "report.yaml").write_text("units: cases\n")
+    with pytest.raises(ValueError, match=r"unknown report setting\(s\) \['units'\]"):
+        report_settings(tmp_path)
+    (tmp_path / "report.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="report.yaml"):
+        report_settings(tmp_path)

@@ -108,17 +108,12 @@ def report_settings(runs_dir: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: for an unreadable file or an unknown key.
     """
-    import yaml
+    from unifocal.training.config import load_config_file
 
     out = dict(_SETTINGS)
     f = Path(runs_dir) / REPORT_SETTINGS_FILE
     if f.is_file():
-        try:
-            data = yaml.safe_load(f.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{f} is not valid YAML: {e}") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"{f} must hold a mapping of report settings")
+        data = load_config_file(f)  # a YAML mapping, or a ValueError naming the file
         bad = sorted(set(data) - set(_SETTINGS))
         if bad:
             raise ValueError(f"{f}: unknown report setting(s) {bad}; allowed: {', '.join(_SETTINGS)}")
