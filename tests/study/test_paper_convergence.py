@@ -134,5 +134,5 @@ def test_report_settings_file(tmp_path):
     with pytest.raises(ValueError, match=r"unknown report setting\(s\) \['units'\]"):
         report_settings(tmp_path)
     (tmp_path / "report.yaml").write_text("- a\n- b\n")
-    with pytest.raises(ValueError, match="report.yaml"):
+    with pytest.raises(ValueError, match=r"report\.yaml"):
         report_settings(tmp_path)
