@@ -85,3 +85,20 @@ def test_schedules():
         sch.step()
     assert lrs[0] == pytest.approx(3e-4) and lrs[-1] == pytest.approx(1e-6)
     assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_momentum_key():
+    import torch
+
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    opt = make_optimizer("sgd", p, momentum=0.9)
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"]
+    opt = make_optimizer("sgd", p, momentum=0)
+    assert opt.defaults["momentum"] == 0 and not opt.defaults["nesterov"]
+    assert resolve_config({"scheme": "sgd", "momentum": 0.9}).momentum == 0.9
+    with pytest.raises(ValueError, match="momentum=0.9 applies only to the SGD schemes"):
+        resolve_config({"scheme": "adam", "momentum": 0.9})
+    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\), got 1.0"):
+        resolve_config({"scheme": "sgd", "momentum": 1.0})
+    with pytest.raises(ValueError, match="momentum=0.9 applies only"):
+        make_optimizer("adam", p, momentum=0.9)

@@ -112,3 +112,46 @@ def test_stop_after_ends_a_longer_schedule_and_resumes_an_interrupted_run(tmp_pa
     assert (s["stop_epoch"], s["epochs"], s["stopped_early"]) == (4, 10, True)
     lrs = [float(r["lr"]) for r in _log(tmp_path / "run")]
     assert lrs == pytest.approx([0.01 * (1 - e / 10) ** 0.9 for e in range(4)])  # the 10-epoch poly schedule
+    assert s["stop_reason"] == "stop_after"
+
+
+def test_a_larger_stop_after_continues_a_finished_run_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    from unifocal.study.runners import is_finished
+    from unifocal.training.loop import continues_finished_run
+
+    losses = [1.0 - 0.05 * e for e in range(10)]
+    cfg = tiny_config(epochs=10, scheme="sgd", lr=0.01, dataset=SMALL)
+    _script(monkeypatch, losses)
+    whole = train_and_evaluate({**cfg, "stop_after": 7}, tmp_path / "whole", progress=False)
+    _script(monkeypatch, losses)
+    first = train_and_evaluate({**cfg, "stop_after": 3}, tmp_path / "cut", progress=False)
+    assert (first["stop_epoch"], first["stop_reason"]) == (3, "stop_after")
+    run = tmp_path / "cut"
+    assert not continues_finished_run(run, {**cfg, "stop_after": 3})  # the same limit: nothing to do
+    assert is_finished(run, {**cfg, "stop_after": 3}) and not is_finished(run, {**cfg, "stop_after": 7})
+    seen = _script(monkeypatch, losses)
+    again = train_and_evaluate({**cfg, "stop_after": 7}, run, progress=False)
+    assert seen == [4, 5, 6, 7]  # continued from epoch 3's last.pt
+    assert (again["stop_epoch"], again["best_epoch"]) == (whole["stop_epoch"], whole["best_epoch"]) == (7, 7)
+    assert [r["train_loss"] for r in _log(run)] == [r["train_loss"] for r in _log(tmp_path / "whole")]
+    assert json.loads((run / "summary.json").read_text())["stop_epoch"] == 7
+    # a run that ended by its patience, or whose checkpoint is gone, is not continued
+    (run / "checkpoints" / "last.pt").unlink()
+    assert not continues_finished_run(run, {**cfg, "stop_after": 9})
+    _script(monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
+    p = train_and_evaluate({**cfg, "patience": 2, "stop_after": 4}, tmp_path / "pat", progress=False)
+    assert (p["stop_epoch"], p["stop_reason"]) == (4, "patience")
+    assert not continues_finished_run(tmp_path / "pat", {**cfg, "patience": 2})
+
+
+def test_summary_without_stop_reason_is_read_from_its_config(tmp_path, monkeypatch):
+    from unifocal.training.loop import continues_finished_run
+
+    cfg = tiny_config(epochs=10, scheme="sgd", lr=0.01, dataset=SMALL)
+    _script(monkeypatch, [1.0 - 0.05 * e for e in range(10)])
+    run = tmp_path / "run"
+    train_and_evaluate({**cfg, "stop_after": 2}, run, progress=False)
+    s = json.loads((run / "summary.json").read_text())
+    del s["stop_reason"]  # as written before the key existed
+    (run / "summary.json").write_text(json.dumps(s))
+    assert continues_finished_run(run, cfg) and not continues_finished_run(run, {**cfg, "stop_after": 2})

@@ -35,11 +35,11 @@ def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str
     from unifocal.study.runners import is_finished, run_study
 
     console = Console()
-    done = sum(is_finished(s.run_dir) for s in specs)
+    done = sum(is_finished(s.run_dir, s.config) for s in specs)
     console.print(f"[bold]{len(specs)} runs[/bold] in {out} ({done} already finished), runner: {runner}")
     if dry_run:
         for s in specs:
-            console.print(f"  {'finished' if is_finished(s.run_dir) else 'to run  '}  {s.name}")
+            console.print(f"  {'finished' if is_finished(s.run_dir, s.config) else 'to run  '}  {s.name}")
         return
     prepare_study(out, specs)
     outcomes = run_study(specs, runner, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run,

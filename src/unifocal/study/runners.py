@@ -47,15 +47,22 @@ class RunOutcome:
     error: str = ""
 
 
-def is_finished(run_dir: str | Path) -> bool:
-    """Whether ``run_dir/summary.json`` exists with ``status == "finished"``."""
+def is_finished(run_dir: str | Path, config: dict[str, Any] | None = None) -> bool:
+    """Whether ``run_dir/summary.json`` exists with ``status == "finished"`` (and, given the run's
+    ``config``, that config does not continue it: a run ended by ``stop_after`` continues under a larger
+    one, :func:`unifocal.training.loop.continues_finished_run`)."""
     f = Path(run_dir) / "summary.json"
     if not f.is_file():
         return False
     try:
-        return json.loads(f.read_text()).get("status") == "finished"
+        finished = json.loads(f.read_text()).get("status") == "finished"
     except (json.JSONDecodeError, OSError):
         return False
+    if finished and config is not None:
+        from unifocal.training.loop import continues_finished_run
+
+        return not continues_finished_run(run_dir, config)
+    return finished
 
 
 def _resolve(train_fn: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -99,7 +106,7 @@ def _watch_parent(parent_pid: int, interval_s: float = 1.0) -> None:
 def _execute(spec: RunSpec, train_fn: str | Callable[..., Any], threads: int | None,
              progress: bool = False) -> RunOutcome:
     """Run one spec (in whatever process this is called); never raises."""
-    if is_finished(spec.run_dir):
+    if is_finished(spec.run_dir, spec.config):
         return RunOutcome(spec.name, spec.run_dir, "skipped")
     t0 = time.perf_counter()
     try:
@@ -131,7 +138,7 @@ def _collector(specs: Sequence[RunSpec], outcomes: dict[str, RunOutcome],
 
     todo = []
     for s in specs:
-        if is_finished(s.run_dir):
+        if is_finished(s.run_dir, s.config):
             done(RunOutcome(s.name, s.run_dir, "skipped"))
         else:
             todo.append(s)

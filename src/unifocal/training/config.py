@@ -21,6 +21,7 @@ Keys (YAML; command-line flags override, see ``docs/training.md``)::
     augment: true
     overlap: 0.5          # sliding-window overlap (paper: 48/96 = 40/80 = 0.5)
     lr: null              # scheme default: 0.01 (sgd, sota), 3e-4 (adam)
+    momentum: null        # sgd, sota: Nesterov momentum (default the paper's 0.99)
     adam_schedule: cosine # cosine | plateau
     patience: null        # early stopping: stop when the validation loss has not improved for this
                           # many epochs (epochs is then the maximum); null: run all epochs
@@ -82,6 +83,7 @@ class TrainConfig:
     augment: bool = True
     overlap: float = 0.5
     lr: float | None = None
+    momentum: float | None = None
     adam_schedule: str = "cosine"
     patience: int | None = None
     lr_patience: int | None = None
@@ -100,7 +102,7 @@ class TrainConfig:
 _TYPES: dict[str, tuple[type, ...]] = {
     "scheme": (str,), "epochs": (int,), "batch_size": (int,), "fold": (int, str), "n_folds": (int,),
     "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
-    "augment": (bool,), "overlap": (float, int), "lr": (float, int), "adam_schedule": (str,),
+    "augment": (bool,), "overlap": (float, int), "lr": (float, int), "momentum": (float, int), "adam_schedule": (str,),
     "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
     "patience": (int,), "lr_patience": (int,), "diagnostics": (bool,), "stop_after": (int,),
 }
@@ -390,6 +392,12 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
         raise ValueError(f"lr_patience={data['lr_patience']} applies only to scheme adam with adam_schedule "
                          f"plateau (got scheme {data['scheme']!r}, adam_schedule {data['adam_schedule']!r}); "
                          f"drop lr_patience or set adam_schedule: plateau")
+    if data["momentum"] is not None:
+        if data["scheme"] not in ("sgd", "sota"):
+            raise ValueError(f"momentum={data['momentum']} applies only to the SGD schemes (sgd, sota), got scheme "
+                             f"{data['scheme']!r}; drop momentum")
+        if not 0.0 <= float(data["momentum"]) < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {data['momentum']}")
     if data["scheme"] not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {data['scheme']!r}")
     if data["adam_schedule"] not in ("cosine", "plateau"):

@@ -20,7 +20,11 @@ Epochs and batches are numbered from 1 in logs and messages. Per epoch ``e``:
 
 ``stop_after`` N ends training after epoch N of a schedule that still runs over ``epochs`` (a run
 stopped to save time once its course is clear); it is not part of the configuration guard, so an
-interrupted run can be resumed with one. ``summary.json`` says ``stopped_early`` for it too.
+interrupted run can be resumed with one. ``summary.json`` says ``stopped_early`` for it too, and
+``stop_reason`` says which limit ended the run (``patience``, ``stop_after`` or ``epochs``). A finished
+run that ``stop_after`` ended continues from its ``checkpoints/last.pt`` when it is run again with a
+larger ``stop_after`` (or none): its last-epoch state is restored, training goes on up to the new limit,
+and the evaluation and ``summary.json`` are written again (:func:`continues_finished_run`).
 
 Early stopping: with ``patience`` P, training stops after epoch ``e`` when the validation loss has not
 improved for P epochs (``e - best_epoch >= P``); ``epochs`` is then the maximum. ``summary.json``
@@ -61,7 +65,8 @@ from unifocal.training.evaluation import aggregate, evaluate_cases, write_metric
 from unifocal.training.inference import predict_logits, select_device
 from unifocal.training.schemes import make_optimizer, make_scheduler
 
-__all__ = ["LOG_FIELDS", "NonFiniteLossError", "RunContext", "build_run", "train_and_evaluate"]
+__all__ = ["LOG_FIELDS", "NonFiniteLossError", "RunContext", "build_run", "continues_finished_run",
+           "train_and_evaluate"]
 
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_dsc", "lr", "seconds"]
 
@@ -161,7 +166,7 @@ class RunContext:
         self.cfg = cfg
         self.loss = make_loss(self.dataset, cfg.loss)
         self.train_loss_fn = DeepSupervisionLoss(self.loss) if supports_deep_supervision(self.model) else self.loss
-        self.optimizer = make_optimizer(cfg.scheme, self.model.parameters(), cfg.lr)
+        self.optimizer = make_optimizer(cfg.scheme, self.model.parameters(), cfg.lr, cfg.momentum)
         self.scheduler = make_scheduler(cfg.scheme, self.optimizer, cfg.epochs, cfg.adam_schedule,
                                         cfg.lr_patience)
         use_scaler = cfg.amp and self.device.type == "cuda"
@@ -360,6 +365,38 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def _stop_reason(summary: dict[str, Any], saved: dict[str, Any]) -> str:
+    """Which limit ended a finished run: ``patience``, ``stop_after`` or ``epochs`` (summaries written
+    before ``stop_reason`` was recorded: inferred from the run's ``config.yaml``)."""
+    if "stop_reason" in summary:
+        return str(summary["stop_reason"])
+    stop, patience = int(summary.get("stop_epoch", 0)), saved.get("patience")
+    if patience is not None and stop - int(summary.get("best_epoch", 0)) >= patience:
+        return "patience"
+    if saved.get("stop_after") is not None and stop == saved["stop_after"] and stop < int(saved.get("epochs") or 0):
+        return "stop_after"
+    return "epochs"
+
+
+def continues_finished_run(run_dir: str | Path, config: dict[str, Any] | TrainConfig) -> bool:
+    """Whether ``run_dir`` holds a finished run that ``config`` continues: the run was ended by its
+    ``stop_after``, its ``checkpoints/last.pt`` is still there, and ``config`` allows more epochs
+    (``min(epochs, stop_after)`` beyond the run's ``stop_epoch``). The configuration guard still applies
+    when the run is started."""
+    run_dir = Path(run_dir)
+    done = _read_summary(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if done is None or not cfg_path.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
+        return False
+    saved = yaml.safe_load(cfg_path.read_text()) or {}
+    if _stop_reason(done, saved) != "stop_after":
+        return False
+    cfg = config if isinstance(config, TrainConfig) else resolve_config(config)
+    epochs = cfg.epochs if cfg.epochs is not None else saved.get("epochs")
+    limit = epochs if cfg.stop_after is None else min(epochs, cfg.stop_after)
+    return limit > int(done["stop_epoch"])
+
+
 def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume, or skip when finished) one training run and return its summary.
 
@@ -396,7 +433,9 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
                              f"config.yaml); use another output folder, or delete {run_dir} to start over")
     done = _read_summary(run_dir)
     if done is not None:
-        return done
+        if not continues_finished_run(run_dir, cfg):
+            return done
+        (run_dir / "summary.json").unlink()  # continued: an interruption now leaves a resumable run
     ctx = RunContext(cfg, run_dir)
     cfg = ctx.cfg
     cfg_dict = cfg.to_dict()
@@ -505,8 +544,10 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
     plot_learning_curves(run_dir / "learning_curves.png", history)
     wall += time.perf_counter() - t0
     stop_epoch = history[-1]["epoch"] if history else stop_epoch
+    reason = ("patience" if patience_exhausted(stop_epoch) else
+              "stop_after" if cfg.stop_after is not None and stop_epoch >= cfg.stop_after else "epochs")
     summary = {"status": "finished", "best_epoch": best_epoch, "stop_epoch": stop_epoch, "epochs": cfg.epochs,
-               "stopped_early": stop_epoch < cfg.epochs, "wall_time_s": round(wall, 3),
+               "stopped_early": stop_epoch < cfg.epochs, "stop_reason": reason, "wall_time_s": round(wall, 3),
                "best_val_loss": best_loss, "metrics": aggregate(rows)}
     atomic_write_json(run_dir / "summary.json", summary)
     return summary

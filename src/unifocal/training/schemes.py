@@ -22,9 +22,9 @@ import torch
 __all__ = ["SCHEME_DEFAULTS", "make_optimizer", "make_scheduler", "poly_lr"]
 
 SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"optimizer": "sgd", "lr": 0.01, "epochs": 100, "deep_supervision": False},
+    "sgd": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.99, "epochs": 100, "deep_supervision": False},
     "adam": {"optimizer": "adam", "lr": 3e-4, "min_lr": 1e-6, "epochs": 100, "deep_supervision": False},
-    "sota": {"optimizer": "sgd", "lr": 0.01, "epochs": 1000, "deep_supervision": True},
+    "sota": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.99, "epochs": 1000, "deep_supervision": True},
 }
 
 
@@ -33,12 +33,17 @@ def poly_lr(lr0: float, epoch: int, epochs: int, exponent: float = 0.9) -> float
     return lr0 * (1.0 - epoch / epochs) ** exponent
 
 
-def make_optimizer(scheme: str, params: Any, lr: float | None = None) -> torch.optim.Optimizer:
-    """The scheme's optimiser over ``params`` (``lr`` overrides the scheme's initial rate)."""
+def make_optimizer(scheme: str, params: Any, lr: float | None = None,
+                   momentum: float | None = None) -> torch.optim.Optimizer:
+    """The scheme's optimiser over ``params`` (``lr`` overrides the scheme's initial rate, ``momentum``
+    the SGD schemes' Nesterov momentum 0.99; Nesterov needs ``momentum > 0``, so 0 gives plain SGD)."""
     d = SCHEME_DEFAULTS[scheme]
     lr = d["lr"] if lr is None else lr
     if d["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.99, nesterov=True)
+        m = d["momentum"] if momentum is None else float(momentum)
+        return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=m > 0)
+    if momentum is not None:
+        raise ValueError(f"momentum={momentum} applies only to the SGD schemes (sgd, sota), not {scheme!r}")
     return torch.optim.Adam(params, lr=lr)
 
 
