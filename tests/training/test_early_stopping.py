@@ -155,3 +155,15 @@ def test_summary_without_stop_reason_is_read_from_its_config(tmp_path, monkeypat
     del s["stop_reason"]  # as written before the key existed
     (run / "summary.json").write_text(json.dumps(s))
     assert continues_finished_run(run, cfg) and not continues_finished_run(run, {**cfg, "stop_after": 2})
+
+
+def test_a_continuation_that_cannot_load_its_checkpoint_keeps_the_finished_run(tmp_path, monkeypatch):
+    cfg = tiny_config(epochs=10, scheme="sgd", lr=0.01, dataset=SMALL)
+    _script(monkeypatch, [1.0 - 0.05 * e for e in range(10)])
+    run = tmp_path / "run"
+    first = train_and_evaluate({**cfg, "stop_after": 2}, run, progress=False)
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="last.pt"):
+        train_and_evaluate({**cfg, "stop_after": 5}, run, progress=False)
+    kept = json.loads((run / "summary.json").read_text())
+    assert kept["status"] == "finished" and kept["stop_epoch"] == first["stop_epoch"] == 2

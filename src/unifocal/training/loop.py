@@ -435,7 +435,8 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
     if done is not None:
         if not continues_finished_run(run_dir, cfg):
             return done
-        (run_dir / "summary.json").unlink()  # continued: an interruption now leaves a resumable run
+        if "stop_reason" not in done:  # recorded before config.yaml (which it was read from) is rewritten
+            atomic_write_json(run_dir / "summary.json", {**done, "stop_reason": "stop_after"})
     ctx = RunContext(cfg, run_dir)
     cfg = ctx.cfg
     cfg_dict = cfg.to_dict()
@@ -474,6 +475,8 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
         diag_history = list(st.get("diagnostics") or [])
         set_rng_state(st["rng"])
         _write_log(run_dir / "log.csv", history)
+        if done is not None:  # a finished run continued: an interruption from now on leaves a resumable run
+            (run_dir / "summary.json").unlink()
 
     from torch.utils.tensorboard import SummaryWriter
 
