@@ -36,6 +36,11 @@ busi=("${busi_data[@]}" --config "$here/configs/busi_converged.yaml" --scheme ad
 hippocampus=(--dataset "$UNIFOCAL_DATA/MSD_Task04_Hippocampus" --config "$here/configs/hippocampus_converged.yaml"
              --folds 5 --scheme adam --workers "$workers")
 
+settings() {  # study folder, report.yaml text: the report settings of a study, written once
+    mkdir -p "$1"
+    [ -f "$1/report.yaml" ] || printf '%s\n' "$2" > "$1/report.yaml"
+}
+
 for stage in "${stages[@]}"; do
     case "$stage" in
         busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --output "$root/busi" ;;
@@ -49,15 +54,22 @@ for stage in "${stages[@]}"; do
                     timed sgd_recipe_in unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe_in.yaml" \
                         --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
                         --splits-dir "$root/busi" --output "$root/busi_sgd_recipe_in" ;;
-        hippocampus) timed hippocampus unifocal study compare "${hippocampus[@]}" --losses paper --fold 0 \
+        hippocampus) settings "$root/hippocampus" $'unit: cases\npaper: table5\nformats: [png]'
+                     timed hippocampus unifocal study compare "${hippocampus[@]}" --losses paper --fold 0 \
                          --output "$root/hippocampus" ;;
-        busi_delta) timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
+        busi_delta) settings "$root/busi_delta" $'unit: cases\npaper: table2_delta\nformats: [png]\noverlays: false'
+                    timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
                         --splits-dir "$root/busi" --output "$root/busi_delta" ;;
         *) echo "unknown stage $stage (busi_fold0, busi, sgd_recipe, hippocampus, busi_delta)" >&2; exit 2 ;;
     esac
 done
 # the reports of the committed store (settings in each study's report.yaml)
 for study in "$root"/*/; do
-    [ -f "$study/report.yaml" ] && unifocal study report "$study"
+    [ -f "$study/report.yaml" ] || continue
+    if grep -rlqs '"status": "finished"' --include=summary.json "$study"; then
+        unifocal study report "$study"
+    else
+        echo "no finished run in $study yet: no report" >&2
+    fi
 done
 true
