@@ -11,7 +11,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from unifocal.study.figures import choose_overlay_case, fig2_components, find_sweeps, overlay_figure
+from unifocal.study.figures import (
+    choose_overlay_case,
+    fig2_components,
+    find_sweeps,
+    overlay_figure,
+    rescaled_loss,
+)
 from unifocal.study.plan import tune_plan
 from unifocal.study.report import make_report
 from unifocal.study.results import collect_runs, group_arms
@@ -195,3 +201,13 @@ def test_overlay_from_nifti_predictions_3d(tmp_path):
     nib.save(nib.Nifti1Image(lab[:-1], np.eye(4)), str(tmp_path / "dice" / "fold0" / "predictions" / "v.nii.gz"))
     with pytest.raises(ValueError, match="shape"):
         overlay_figure(arms, ["dice", "unified_focal"], {}, ds, tmp_path / "fig3b", formats=("png",))
+
+
+@pytest.mark.parametrize("curve", [[0.8, 0.5, 0.3, 0.35], [-0.1, -0.25, -0.36, -0.3]])
+def test_rescaled_loss_starts_at_one_and_is_zero_at_the_best_epoch(curve):
+    # Combo's loss is negative: dividing by the first value would turn its fall into a rise
+    r = rescaled_loss(curve)
+    v = np.asarray(curve)
+    assert r[0] == pytest.approx(1.0) and r[int(np.argmin(v))] == pytest.approx(0.0)
+    assert np.all(np.diff(r) * np.diff(v) > 0)  # same direction as the loss
+    assert rescaled_loss([0.2, 0.3]) == pytest.approx([0.0, 0.1])  # first value lowest: shifted only

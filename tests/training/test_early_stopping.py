@@ -163,7 +163,7 @@ def test_a_continuation_that_cannot_load_its_checkpoint_keeps_the_finished_run(t
     run = tmp_path / "run"
     first = train_and_evaluate({**cfg, "stop_after": 2}, run, progress=False)
     (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="last.pt"):
+    with pytest.raises(ValueError, match=r"last\.pt"):
         train_and_evaluate({**cfg, "stop_after": 5}, run, progress=False)
     kept = json.loads((run / "summary.json").read_text())
     assert kept["status"] == "finished" and kept["stop_epoch"] == first["stop_epoch"] == 2

@@ -258,10 +258,21 @@ def learning_curves_figure(arm: Arm, out_stem: str | Path, title: str | None = N
     return save_figure(fig, out_stem, formats)
 
 
+def rescaled_loss(values: Sequence[float]) -> np.ndarray:
+    """``(L - min L) / (L_1 - min L)``: a loss curve on a common scale whatever the loss's scale and sign
+    (1 at the first epoch, 0 at the lowest value; shifted only when the first value is the lowest)."""
+    v = np.asarray(values, dtype=float)
+    low = np.nanmin(v)
+    span = v[0] - low
+    return (v - low) / span if span > 0 else v - low
+
+
 def fold_learning_curves_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[str, str], fold: int,
                                 out_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Every arm's learning curves on one fold: validation loss / its epoch-1 value (left; the losses
-    have different scales) and validation DSC (right), a dot at the best epoch (lowest validation loss).
+    """Every arm's learning curves on one fold: validation loss rescaled per arm to
+    ``(L - min L) / (L_1 - min L)`` (left: the losses have different scales and signs, Combo's is
+    negative; every curve starts at 1 and reaches 0 at its best epoch) and validation DSC (right), a dot
+    at the best epoch (lowest validation loss).
 
     Returns:
         The written paths (empty when no arm has a ``log.csv`` for ``fold``).
@@ -275,15 +286,15 @@ def fold_learning_curves_figure(arms: dict[str, Arm], order: Sequence[str], titl
     for i, (name, p) in enumerate(logs.items()):
         log = _read_log(p)
         ep, vl, dsc = log["epoch"], np.asarray(log["val_loss"]), log["val_dsc"]
-        rel = vl / vl[0] if vl[0] else vl
         b = int(np.nanargmin(vl))
+        rel = rescaled_loss(vl)
         c = f"C{i % 10}"
         a1.plot(ep, rel, color=c, label=titles.get(name, name))
         a1.plot([ep[b]], [rel[b]], "o", color=c, ms=4)
         a2.plot(ep, dsc, color=c, label=titles.get(name, name))
         a2.plot([ep[b]], [dsc[b]], "o", color=c, ms=4)
     a1.set_xlabel("epoch")
-    a1.set_ylabel("validation loss / epoch-1 value")
+    a1.set_ylabel("validation loss, (L − min L) / (L₁ − min L)")
     a1.grid(alpha=0.3)
     a2.set_xlabel("epoch")
     a2.set_ylabel("validation DSC")
