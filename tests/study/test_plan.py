@@ -172,9 +172,27 @@ def test_study_folder_continues_with_the_data_elsewhere_and_after_new_keys(tmp_p
     with pytest.raises(ValueError, match="epochs"):
         prepare_study(study, moved, write_splits=False)
     recorded["epochs"] = 2
-    recorded.pop("patience", None)
+    recorded.pop("momentum", None)
     (study / "study.yaml").write_text(yaml.safe_dump(recorded))
     prepare_study(study, moved, write_splits=False)
-    with pytest.raises(ValueError, match="patience"):
-        prepare_study(study, compare_plan({**BASE, "dataset": {"path": str(there)}, "patience": 3}, study, "dice",
+    with pytest.raises(ValueError, match="momentum"):
+        prepare_study(study, compare_plan({**BASE, "dataset": {"path": str(there)}, "momentum": 0.9}, study, "dice",
                                           n_folds=2, validate=False), write_splits=False)
+
+
+def test_study_continues_under_other_stopping_limits(tmp_path):
+    """``patience`` and ``stop_after`` decide only where each run stops: a study is continued under other
+    values, and a study.yaml that recorded them (as earlier versions did) is rewritten without them."""
+    import yaml
+
+    first = compare_plan({**BASE, "patience": 10, "stop_after": 4}, tmp_path, "dice", n_folds=2, validate=False)
+    prepare_study(tmp_path, first, write_splits=False)
+    assert not {"patience", "stop_after"} & set(yaml.safe_load((tmp_path / "study.yaml").read_text()))
+    recorded = yaml.safe_load((tmp_path / "study.yaml").read_text())
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({**recorded, "patience": 10}))
+    later = compare_plan({**BASE, "patience": None}, tmp_path, "dice", n_folds=2, validate=False)
+    prepare_study(tmp_path, later, write_splits=False)
+    assert yaml.safe_load((tmp_path / "study.yaml").read_text()) == recorded
+    with pytest.raises(ValueError, match="epochs"):  # the guard itself still holds
+        prepare_study(tmp_path, compare_plan({**BASE, "epochs": 7}, tmp_path, "dice", n_folds=2, validate=False),
+                      write_splits=False)

@@ -97,8 +97,9 @@ def test_run_folder_written_before_a_key_existed_is_still_the_same_run(tmp_path)
     del saved["patience"], saved["lr_patience"]
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     assert train_and_evaluate(cfg, run, progress=False)["status"] == "finished"
-    with pytest.raises(ValueError, match=r"different configuration \(patience: None -> 4"):
-        train_and_evaluate(tiny_config(epochs=1, dataset=SMALL, patience=4), run, progress=False)
+    with pytest.raises(ValueError, match=r"different configuration \(.*lr_patience: None -> 4"):
+        train_and_evaluate(tiny_config(epochs=1, dataset=SMALL, adam_schedule="plateau", lr_patience=4), run,
+                           progress=False)
 
 
 def test_stop_after_ends_a_longer_schedule_and_resumes_an_interrupted_run(tmp_path, monkeypatch):
@@ -141,7 +142,39 @@ def test_a_larger_stop_after_continues_a_finished_run_as_an_uninterrupted_one(tm
     _script(monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
     p = train_and_evaluate({**cfg, "patience": 2, "stop_after": 4}, tmp_path / "pat", progress=False)
     assert (p["stop_epoch"], p["stop_reason"]) == (4, "patience")
-    assert not continues_finished_run(tmp_path / "pat", {**cfg, "patience": 2})
+    assert not continues_finished_run(tmp_path / "pat", {**cfg, "patience": 2, "stop_after": 4})
+
+
+def test_a_larger_patience_continues_a_run_that_patience_ended(tmp_path, monkeypatch):
+    from unifocal.study.runners import is_finished
+    from unifocal.training.loop import continues_finished_run
+
+    losses = [1.0, 0.5, 0.6, 0.7, 0.45, 0.8, 0.9, 0.95, 0.97, 0.99]  # best 2, then 5; 3 epochs without at 4
+    cfg = tiny_config(epochs=10, scheme="sgd", lr=0.01, dataset=SMALL)
+    _script(monkeypatch, losses)
+    whole = train_and_evaluate({**cfg, "patience": 4}, tmp_path / "whole", progress=False)
+    assert (whole["best_epoch"], whole["stop_epoch"], whole["stop_reason"]) == (5, 9, "patience")
+    _script(monkeypatch, losses)
+    run = tmp_path / "cut"
+    first = train_and_evaluate({**cfg, "patience": 2}, run, progress=False)
+    assert (first["best_epoch"], first["stop_epoch"], first["stop_reason"]) == (2, 4, "patience")
+    # patience decides where a run stops, not its course: no configuration guard, and the same or a smaller
+    # patience has nothing to continue
+    for same in (2, 1):
+        assert not continues_finished_run(run, {**cfg, "patience": same})
+        assert train_and_evaluate({**cfg, "patience": same}, run, progress=False)["stop_epoch"] == 4
+    assert is_finished(run, {**cfg, "patience": 2}) and not is_finished(run, {**cfg, "patience": 4})
+    seen = _script(monkeypatch, losses)
+    again = train_and_evaluate({**cfg, "patience": 4}, run, progress=False)
+    assert seen == [5, 6, 7, 8, 9]  # continued from epoch 4's last.pt; 4 epochs without improving after 5
+    assert {k: again[k] for k in ("best_epoch", "stop_epoch", "stop_reason")} == \
+        {k: whole[k] for k in ("best_epoch", "stop_epoch", "stop_reason")}
+    assert [r["train_loss"] for r in _log(run)] == [r["train_loss"] for r in _log(tmp_path / "whole")]
+    assert yaml.safe_load((run / "config.yaml").read_text())["patience"] == 4  # the limits it ended under
+    # without patience it runs to the end of its schedule
+    seen = _script(monkeypatch, losses)
+    end = train_and_evaluate({**cfg, "patience": None}, run, progress=False)
+    assert seen == [10] and (end["stop_epoch"], end["stop_reason"]) == (10, "epochs")
 
 
 def test_summary_without_stop_reason_is_read_from_its_config(tmp_path, monkeypatch):

@@ -353,6 +353,10 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
 
 
 _STUDY_FILE = "study.yaml"
+# per-run keys, execution-only keys and the limits that decide only where a run stops (a study can be
+# continued under other limits: ``unifocal.training.loop.continues_finished_run``)
+_NOT_SHARED = ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions", "stop_after",
+               "patience")
 
 
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -360,7 +364,7 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     so that a study folder (e.g. a committed results store) can be continued on a machine where the
     data lives elsewhere."""
     c = copy.deepcopy(dict(cfg))
-    for k in ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions", "stop_after"):
+    for k in _NOT_SHARED:
         c.pop(k, None)
     ds = c.get("dataset")
     if isinstance(ds, dict) and ds.get("path"):
@@ -387,7 +391,8 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
     """Create the study folder, guard its shared configuration and write the shared splits.
 
     * ``root/study.yaml`` records the configuration shared by all runs (everything but the loss, the
-      fold and execution-only keys ``device``, ``num_workers``, ``amp``). Re-planning a study into the
+      fold, execution-only keys such as ``device``, ``num_workers``, ``amp``, and ``stop_after`` and
+      ``patience``, which decide only where each run stops). Re-planning a study into the
       same folder with a different shared configuration raises, since run folder names only encode
       loss, parameters and fold.
     * ``splits.json`` in the configuration's ``splits_dir`` (default ``root``): one split file per
@@ -409,8 +414,11 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
         if _comparable(s.config) != shared:
             raise ValueError(f"run {s.name} has a different shared configuration from {specs[0].name}")
     f = root / _STUDY_FILE
+    recorded = False
     if f.exists():
         old = yaml.safe_load(f.read_text()) or {}
+        recorded = not any(k in old for k in _NOT_SHARED)  # else rewritten below, without those keys
+        old = {k: v for k, v in old.items() if k not in _NOT_SHARED}
         diff = _study_differences(old, json.loads(json.dumps(shared)))
         if diff:
             raise ValueError(f"{root} already holds a study with a different configuration (keys {diff}); "
@@ -428,7 +436,7 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
         except (FileNotFoundError, TypeError) as e:
             raise ValueError(f"cannot open dataset {src!r}: {e}; fix --dataset / dataset.path / options") from e
     root.mkdir(parents=True, exist_ok=True)
-    if not f.exists():
+    if not recorded:
         atomic_write_text(f, yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))
     if dataset is None:
         return None

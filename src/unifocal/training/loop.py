@@ -19,12 +19,15 @@ Epochs and batches are numbered from 1 in logs and messages. Per epoch ``e``:
    written atomically; TensorBoard scalars.
 
 ``stop_after`` N ends training after epoch N of a schedule that still runs over ``epochs`` (a run
-stopped to save time once its course is clear); it is not part of the configuration guard, so an
-interrupted run can be resumed with one. ``summary.json`` says ``stopped_early`` for it too, and
-``stop_reason`` says which limit ended the run (``patience``, ``stop_after`` or ``epochs``). A finished
-run that ``stop_after`` ended continues from its ``checkpoints/last.pt`` when it is run again with a
-larger ``stop_after`` (or none): its last-epoch state is restored, training goes on up to the new limit,
-and the evaluation and ``summary.json`` are written again (:func:`continues_finished_run`).
+stopped to save time once its course is clear). ``stop_after`` and ``patience`` decide only where a run
+stops, never its course, so neither is part of the configuration guard: an interrupted run can be
+resumed with other values. ``summary.json`` says ``stopped_early`` for both, and ``stop_reason`` says
+which limit ended the run (``patience``, ``stop_after`` or ``epochs``). A finished run that
+``stop_after`` ended continues from its ``checkpoints/last.pt`` when it is run again with a larger
+``stop_after`` (or none), and one that ``patience`` ended when it is run again with a larger ``patience``
+(or none): its last-epoch state is restored, training goes on up to the new limit, and the evaluation and
+``summary.json`` are written again (:func:`continues_finished_run`); the result is the run the new
+limits would have given from the start.
 
 Early stopping: with ``patience`` P, training stops after epoch ``e`` when the validation loss has not
 improved for P epochs (``e - best_epoch >= P``); ``epochs`` is then the maximum. ``summary.json``
@@ -328,7 +331,7 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:
     d = dict(d)
-    for k in ("device", "num_workers", "amp", "save_predictions", "stop_after"):
+    for k in ("device", "num_workers", "amp", "save_predictions", "stop_after", "patience"):
         d.pop(k, None)
     return d
 
@@ -380,21 +383,26 @@ def _stop_reason(summary: dict[str, Any], saved: dict[str, Any]) -> str:
 
 def continues_finished_run(run_dir: str | Path, config: dict[str, Any] | TrainConfig) -> bool:
     """Whether ``run_dir`` holds a finished run that ``config`` continues: the run was ended by its
-    ``stop_after``, its ``checkpoints/last.pt`` is still there, and ``config`` allows more epochs
-    (``min(epochs, stop_after)`` beyond the run's ``stop_epoch``). The configuration guard still applies
-    when the run is started."""
+    ``stop_after`` or its ``patience``, its ``checkpoints/last.pt`` is still there, and ``config`` lets it
+    go on: ``min(epochs, stop_after)`` beyond the run's ``stop_epoch``, and (for a run ended by its
+    patience) no ``patience`` or one larger than the epochs the run went without improving. The
+    configuration guard still applies when the run is started."""
     run_dir = Path(run_dir)
     done = _read_summary(run_dir)
     cfg_path = run_dir / "config.yaml"
     if done is None or not cfg_path.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
         return False
     saved = yaml.safe_load(cfg_path.read_text()) or {}
-    if _stop_reason(done, saved) != "stop_after":
+    reason = _stop_reason(done, saved)
+    if reason not in ("stop_after", "patience"):
         return False
     cfg = config if isinstance(config, TrainConfig) else resolve_config(config)
+    stop = int(done["stop_epoch"])
+    if cfg.patience is not None and stop - int(done["best_epoch"]) >= cfg.patience:
+        return False  # the new patience ends the run where it ended
     epochs = cfg.epochs if cfg.epochs is not None else saved.get("epochs")
     limit = epochs if cfg.stop_after is None else min(epochs, cfg.stop_after)
-    return limit > int(done["stop_epoch"])
+    return limit > stop
 
 
 def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path, progress: bool = True) -> dict:
