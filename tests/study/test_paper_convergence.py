@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -114,7 +115,15 @@ def test_convergence_table_and_report(tmp_path):
     f = by[(arm_name("focal", PAPER_SETTINGS["focal"]), 1)]
     assert f.last_quarter_gain == pytest.approx(0.6 - 0.45)
     md = convergence_markdown(rows, {})
-    assert "Converged (last-quarter gain of the best validation DSC ≤ 0.02): 2 of 4 runs (50%)" in md
+    assert "Converged (last-quarter gain of the best validation DSC ≤ 0.02): 2 of 4 runs (50%)." in md
+    assert "never learned" not in md
+    # a run with validation DSC 0 at every epoch has a flat curve because it has not learned
+    flat = dataclasses.replace(d, best_val_dsc=0.0, last_quarter_gain=0.0)
+    assert not flat.converged() and d.converged()
+    md = convergence_markdown([flat, *rows[1:]], {})
+    assert "| 0.000 | 0.000 (never learned) |" in md
+    assert ("1 of 4 runs (25%); 1 never learned (validation DSC 0 at every epoch), not counted as converged."
+            in md)
     rep = make_report(study, tmp_path / "rep", paper="table3", formats=("png",), overlays=False)
     assert (tmp_path / "rep" / "convergence.md").read_text() == rep.extra["convergence"]
     page = (tmp_path / "rep" / "report.md").read_text()

@@ -7,7 +7,9 @@ Read from the finished run folders only (``log.csv`` and ``summary.json``). For 
 
 the improvement of the best validation DSC during the last quarter of its epochs (0 when the best
 DSC came earlier). A run counts as converged when ``gain <= tolerance`` (default 0.02). The best
-epoch is the model selection of the paper (lowest validation loss), written by training.
+epoch is the model selection of the paper (lowest validation loss), written by training. A run whose
+validation DSC was 0 at every epoch never predicted the class it is scored on: its curve is flat because
+it has not learned, so it is marked "never learned" and not counted as converged.
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ class RunConvergence:
     @property
     def stopped_early(self) -> bool:
         return self.stop_epoch < self.max_epochs
+
+    @property
+    def never_learned(self) -> bool:
+        """Validation DSC 0 (or undefined) at every epoch."""
+        return not self.best_val_dsc > 0.0
+
+    def converged(self, tolerance: float = 0.02) -> bool:
+        return not self.never_learned and self.last_quarter_gain <= tolerance
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
@@ -98,18 +108,22 @@ def convergence_markdown(rows: Sequence[RunConvergence], titles: dict[str, str],
     lines = ["| Loss | Fold | Best epoch | Stop epoch | Max epochs | Best val. DSC | Last-quarter gain | "
              "Wall time (min) |", "|---|:-:|:-:|:-:|:-:|:-:|:-:|:-:|"]
     for r in rows:
-        flag = "" if r.last_quarter_gain <= tolerance else " (not converged)"
+        flag = (" (never learned)" if r.never_learned else
+                "" if r.last_quarter_gain <= tolerance else " (not converged)")
         lines.append(f"| {titles.get(r.arm, r.arm)} | {r.fold} | {r.best_epoch} | {r.stop_epoch} | {r.max_epochs} | "
                      f"{r.best_val_dsc:.3f} | {r.last_quarter_gain:.3f}{flag} | {r.wall_time_s / 60:.1f} |")
     if not rows:
         return "\n".join(lines) + "\n\nNo finished run with a log.csv.\n"
-    n_ok = sum(r.last_quarter_gain <= tolerance for r in rows)
+    n_ok = sum(r.converged(tolerance) for r in rows)
+    dead = sum(r.never_learned for r in rows)
     early = sum(r.stopped_early for r in rows)
     stops = sorted(r.stop_epoch for r in rows)
     med = stops[len(stops) // 2] if len(stops) % 2 else (stops[len(stops) // 2 - 1] + stops[len(stops) // 2]) / 2
     total_h = sum(r.wall_time_s for r in rows) / 3600
     return ("\n".join(lines) + "\n\n"
             f"Converged (last-quarter gain of the best validation DSC ≤ {tolerance:g}): {n_ok} of {len(rows)} "
-            f"runs ({n_ok / len(rows):.0%}). Stopped early (before the maximum): {early} of {len(rows)}. "
+            f"runs ({n_ok / len(rows):.0%})"
+            + (f"; {dead} never learned (validation DSC 0 at every epoch), not counted as converged" if dead else "")
+            + f". Stopped early (before the maximum): {early} of {len(rows)}. "
             f"Stopping epoch: median {med:g}, range {stops[0]}–{stops[-1]}. "
             f"Training + evaluation time: {total_h:.2f} h (sum over runs).\n")
