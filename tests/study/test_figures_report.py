@@ -211,3 +211,33 @@ def test_rescaled_loss_starts_at_one_and_is_zero_at_the_best_epoch(curve):
     assert r[0] == pytest.approx(1.0) and r[int(np.argmin(v))] == pytest.approx(0.0)
     assert np.all(np.diff(r) * np.diff(v) > 0)  # same direction as the loss
     assert rescaled_loss([0.2, 0.3]) == pytest.approx([0.0, 0.1])  # first value lowest: shifted only
+
+
+def test_deepest_block():
+    from unifocal.study.figures import deepest_block
+
+    blocks = ["down.0", "down.1", "down.10", "down.2", "up.0", "head"]
+    assert deepest_block(blocks) == "down.10"  # by index, not by name
+    assert deepest_block(["enc", "mid", "dec"]) == "mid"
+    with pytest.raises(ValueError, match="no gradient block"):
+        deepest_block([])
+
+
+def test_diagnostics_figure_from_run_folders(tmp_path):
+    import csv
+
+    from unifocal.study.figures import diagnostics_figure
+
+    _tune_study(tmp_path)
+    arms = group_arms(collect_runs(tmp_path))
+    name = next(iter(arms))
+    fields = ["epoch", "grad/down.0", "grad/down.1", "grad/head", "val_fg_pred", "val_fg_true", "val_fg_prob"]
+    run_dir = arms[name].runs[0].run_dir
+    with (run_dir / "diagnostics.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for e in range(1, 4):
+            w.writerow([e, 1e-3, 1e-9 * e, 0.1, 0.0, 0.09, 0.05 * e])
+    assert diagnostics_figure(arms, list(arms), {}, 1, tmp_path / "none", formats=("png",)) == []  # no file
+    out = diagnostics_figure(arms, list(arms), {}, 0, tmp_path / "diag", formats=("png",))
+    assert out == [tmp_path / "diag.png"] and Image.open(out[0]).size[0] > 1000

@@ -8,8 +8,9 @@
 * :func:`fold_learning_curves_figure`: validation loss (relative to its first epoch) and validation
   DSC per epoch of every arm on one fold, the best epoch (lowest validation loss) marked.
 * :func:`diagnostics_figure`: from runs trained with ``diagnostics: true``, the gradient norm of each
-  block of the network in the first and last epoch, and the predicted against the true foreground
-  share of the validation cases per epoch.
+  block of the network in the first and last epoch, that of the deepest block and the head per epoch,
+  and the predicted (pixels and mean probability) against the true foreground share of the validation
+  cases per epoch.
 * :func:`overlay_figure`: the paper's Fig. 3, one case's segmentation by each loss beside the ground
   truth, with contours and a magnified inset, from the runs' saved ``predictions/``.
 """
@@ -32,6 +33,7 @@ from unifocal.study.results import METRICS, Arm, aggregate
 
 __all__ = [
     "choose_overlay_case",
+    "deepest_block",
     "diagnostics_figure",
     "fig2_components",
     "fig2_loss_curves",
@@ -306,11 +308,25 @@ def fold_learning_curves_figure(arms: dict[str, Arm], order: Sequence[str], titl
     return save_figure(fig, out_stem, formats)
 
 
+def deepest_block(blocks: Sequence[str]) -> str:
+    """The block a vanishing gradient reaches last: the deepest encoder block of a U-Net (the highest
+    ``down.<i>``), else the middle block in network order."""
+    down = [b for b in blocks if b.startswith("down.") and b[5:].isdigit()]
+    if down:
+        return max(down, key=lambda b: int(b[5:]))
+    if not blocks:
+        raise ValueError("no gradient block in diagnostics.csv")
+    return blocks[len(blocks) // 2]
+
+
 def diagnostics_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[str, str], fold: int,
                        out_stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Gradient norm per block (first and last epoch, log scale; blocks in network order) and the
-    predicted (solid) against the true (dashed) foreground share of the validation cases per epoch, for
-    every arm's run on ``fold`` that has a ``diagnostics.csv``.
+    """Three panels for every arm's run on ``fold`` that has a ``diagnostics.csv``: the gradient norm per
+    block at the first and last epoch (log scale; blocks in network order); the gradient norm of the
+    deepest block (:func:`deepest_block`) and of the output head per epoch; and the foreground share of
+    the validation cases per epoch: predicted (solid), mean predicted probability (dotted, where
+    recorded) and true (dashed). A collapsed network predicts no foreground pixel while its mean
+    probability shows whether it is moving.
 
     Returns:
         The written paths (empty when no such run).
@@ -319,25 +335,37 @@ def diagnostics_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[
              if fold in arms[n].runs and (arms[n].runs[fold].run_dir / "diagnostics.csv").is_file()}
     if not files:
         return []
-    fig = Figure(figsize=(12, 4.2))
-    a1, a2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
+    fig = Figure(figsize=(15, 4.4))
+    a1, a3, a2 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.3, 1, 1]})
     blocks: list[str] = []
+    deep = ""
     for i, (name, p) in enumerate(files.items()):
         d = _read_log(p)
         blocks = [k[len("grad/"):] for k in d if k.startswith("grad/")]
+        deep = deepest_block(blocks)
         c = f"C{i % 10}"
+        title = titles.get(name, name)
         x = np.arange(len(blocks))
         for row, ls, when in ((0, "-", "epoch 1"), (-1, ":", f"epoch {int(d['epoch'][-1])}")):
             y = np.array([d[f"grad/{b}"][row] for b in blocks])
-            a1.plot(x, np.where(y > 0, y, np.nan), ls=ls, marker="o", ms=3, color=c,
-                    label=f"{titles.get(name, name)}, {when}")
-        a2.plot(d["epoch"], d["val_fg_pred"], color=c, label=f"{titles.get(name, name)}: predicted")
+            a1.plot(x, np.where(y > 0, y, np.nan), ls=ls, marker="o", ms=3, color=c, label=f"{title}, {when}")
+        for block, ls in ((deep, "-"), (blocks[-1], ":")):
+            y = np.asarray(d[f"grad/{block}"], dtype=float)
+            a3.plot(d["epoch"], np.where(y > 0, y, np.nan), color=c, ls=ls, label=f"{title}: {block}")
+        a2.plot(d["epoch"], d["val_fg_pred"], color=c, label=f"{title}: predicted")
+        if "val_fg_prob" in d:
+            a2.plot(d["epoch"], d["val_fg_prob"], color=c, ls=":", label=f"{title}: mean probability")
         a2.plot(d["epoch"], d["val_fg_true"], color=c, ls="--", lw=0.8)
     a1.set_yscale("log")
     a1.set_xticks(np.arange(len(blocks)), blocks, rotation=60, fontsize=7)
     a1.set_ylabel("gradient L2 norm (mean over batches)")
     a1.grid(alpha=0.3)
     a1.legend(fontsize=7)
+    a3.set_yscale("log")
+    a3.set_xlabel("epoch")
+    a3.set_ylabel(f"gradient L2 norm: {deep} (solid), {blocks[-1]} (dotted)")
+    a3.grid(alpha=0.3)
+    a3.legend(fontsize=7)
     a2.set_xlabel("epoch")
     a2.set_ylabel("foreground share, validation (dashed: true)")
     a2.set_ylim(bottom=0)
