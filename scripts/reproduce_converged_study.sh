@@ -43,6 +43,9 @@ settings() {  # study folder, report.yaml text: the report settings of a study, 
 
 for stage in "${stages[@]}"; do
     case "$stage" in
+        busi_fold0|busi) settings "$root/busi" $'unit: folds\npaper: table3\nformats: [png]\ncomplete_folds: true' ;;
+    esac
+    case "$stage" in
         busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --output "$root/busi" ;;
         busi) timed busi unifocal study compare "${busi[@]}" --losses paper --output "$root/busi" ;;
         sgd_recipe) timed sgd_recipe unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe.yaml" \

@@ -145,3 +145,48 @@ def test_report_settings_file(tmp_path):
     (tmp_path / "report.yaml").write_text("- a\n- b\n")
     with pytest.raises(ValueError, match=r"report\.yaml"):
         report_settings(tmp_path)
+
+
+def test_report_on_the_folds_every_loss_has_finished(tmp_path):
+    """A study run in several sittings: Dice has folds 0-2, the Unified Focal loss folds 0-1. With
+    complete_folds the comparison uses folds 0-1 for both (the per-fold means recomputed here from the
+    per-case files), the left-out run is named, and it still counts in the convergence table."""
+    import csv
+
+    from unifocal.study.report import complete_fold_arms
+
+    def log(loss, k):
+        return [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0 / e, "val_dsc": 0.1 * e, "lr": 1e-3, "seconds": 1.0}
+                for e in range(1, 5)]
+
+    study = tmp_path / "study"
+    uf = ("unified_focal", PAPER_SETTINGS["unified_focal"])
+    _study(study, [("dice", {})], n_folds=3, log=log)
+    arms = _study(study, [uf], n_folds=2, log=log)
+    kept, left = complete_fold_arms(arms)
+    assert {n: sorted(a.runs) for n, a in kept.items()} == {arm_name("dice", {}): [0, 1], arm_name(*uf): [0, 1]}
+    assert left == {2: [arm_name("dice", {})]}
+    assert sorted(arms[arm_name("dice", {})].runs) == [0, 1, 2]  # the input is not changed
+
+    def fold_mean(fold):
+        with (study / "dice" / f"fold{fold}" / "metrics_per_case.csv").open() as f:
+            return np.mean([float(r["dsc"]) for r in csv.DictReader(f)])
+
+    rep = make_report(study, tmp_path / "rep", figures=False, complete_folds=True)
+    cell = rep.table.cells[(arm_name("dice", {}), "lesion", "dsc")]
+    assert cell.n == 2 and cell.mean == pytest.approx((fold_mean(0) + fold_mean(1)) / 2)
+    assert any("fold 2: Dice" in n for n in rep.notes)
+    assert "| Dice | 2 |" in (tmp_path / "rep" / "convergence.md").read_text()
+    full = make_report(study, tmp_path / "all", figures=False)  # default: every finished fold
+    cell = full.table.cells[(arm_name("dice", {}), "lesion", "dsc")]
+    assert cell.n == 3 and cell.mean == pytest.approx(np.mean([fold_mean(k) for k in range(3)]))
+    (study / "report.yaml").write_text("complete_folds: true\n")
+    assert make_report(study, tmp_path / "set", figures=False).table.cells[
+        (arm_name("dice", {}), "lesion", "dsc")].n == 2
+    _study(tmp_path / "disjoint", [("dice", {})], n_folds=1)
+    (tmp_path / "disjoint" / arm_name(*uf) / "fold1").mkdir(parents=True)
+    write_run(tmp_path / "disjoint" / arm_name(*uf) / "fold1",
+              {"loss": {"name": uf[0], "params": uf[1]}, "fold": 1, "dataset": {"name": "phantom2d"}},
+              {"lesion": {"x": {"dsc": 0.5, "precision": 0.5, "recall": 0.5}}})
+    with pytest.raises(ValueError, match="no fold is finished by every loss"):
+        make_report(tmp_path / "disjoint", tmp_path / "d", figures=False, complete_folds=True)

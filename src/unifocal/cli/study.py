@@ -169,6 +169,8 @@ def report(
                                      "table5, table2_delta, table2_gamma or table2_lambda."),
     data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the runs' dataset when its "
                                           "recorded path is not on this machine (default $UNIFOCAL_DATA)."),
+    complete_folds: bool | None = typer.Option(None, "--complete-folds/--all-folds", help="Compare the losses "
+                                               "on the folds every loss has finished (default: all folds)."),
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), Wilcoxon tests and figures from the finished runs only.
 
@@ -178,7 +180,8 @@ def report(
     with user_errors():
         rep = make_report(runs_dir, output, unit=unit, reference=reference, include_background=include_background,
                           figures=figures, overlays=overlays, case_id=case, lambda_axis=lambda_axis,
-                          formats=tuple(fmt) if fmt else None, paper=paper, data_root=data_root)
+                          formats=tuple(fmt) if fmt else None, paper=paper, data_root=data_root,
+                          complete_folds=complete_folds)
     typer.echo(rep.table.to_markdown())
     for n in rep.notes:
         typer.echo(f"note: {n}")

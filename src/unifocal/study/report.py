@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,10 @@ from unifocal.study.figures import (
     overlay_figure,
     sensitivity_figure,
 )
-from unifocal.study.results import collect_runs, group_arms
+from unifocal.study.results import Arm, collect_runs, group_arms
 from unifocal.study.tables import ResultTable, build_table, write_tables
 
-__all__ = ["REPORT_SETTINGS_FILE", "Report", "make_report", "report_settings"]
+__all__ = ["REPORT_SETTINGS_FILE", "Report", "complete_fold_arms", "make_report", "report_settings"]
 
 
 @dataclass
@@ -95,13 +95,13 @@ def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> 
 
 REPORT_SETTINGS_FILE = "report.yaml"
 _SETTINGS = {"unit": "folds", "reference": None, "include_background": False, "case_id": None, "overlays": True,
-             "lambda_axis": "table2", "formats": ("png", "pdf"), "paper": None}
+             "lambda_axis": "table2", "formats": ("png", "pdf"), "paper": None, "complete_folds": False}
 
 
 def report_settings(runs_dir: str | Path) -> dict[str, Any]:
     """The study's own report settings: ``<runs_dir>/report.yaml`` (keys of :func:`make_report`: ``unit``,
     ``reference``, ``include_background``, ``case_id``, ``overlays``, ``lambda_axis``, ``formats``,
-    ``paper``) over
+    ``paper``, ``complete_folds``) over
     the defaults. A committed study folder carries it, so that ``unifocal study report <folder>``
     rebuilds its committed tables and figures with no further option.
 
@@ -126,7 +126,8 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                 reference: str | None = None, include_background: bool | None = None,
                 figures: bool = True, overlays: bool | None = None, case_id: str | None = None,
                 lambda_axis: str | None = None, formats: Sequence[str] | None = None,
-                digits: int = 3, paper: str | None = None, data_root: str | Path | None = None) -> Report:
+                digits: int = 3, paper: str | None = None, data_root: str | Path | None = None,
+                complete_folds: bool | None = None) -> Report:
     """Write the tables, figures and report page of the finished runs under ``runs_dir``.
 
     Settings left ``None`` come from the study's ``report.yaml`` (:func:`report_settings`), else from
@@ -147,6 +148,10 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
         paper: a key of :data:`unifocal.study.paper.PAPER_TABLES` (e.g. ``table3``) to put beside.
         data_root: where to look for a dataset whose recorded path is not on this machine
             (default: the ``UNIFOCAL_DATA`` environment variable).
+        complete_folds: compare the arms on the folds that every arm has finished (default false): a
+            study run in several sittings reports a balanced table while its last fold is under way;
+            the finished runs of the other folds are named in the notes and still appear in the
+            convergence table (:func:`complete_fold_arms`).
 
     Returns:
         A :class:`Report`.
@@ -158,20 +163,29 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
     st = report_settings(runs_dir)
     given = {"unit": unit, "reference": reference, "include_background": include_background, "case_id": case_id,
              "overlays": overlays,
-             "lambda_axis": lambda_axis, "formats": formats, "paper": paper}
+             "lambda_axis": lambda_axis, "formats": formats, "paper": paper, "complete_folds": complete_folds}
     st.update({k: v for k, v in given.items() if v is not None})
     unit, reference, include_background, case_id = st["unit"], st["reference"], st["include_background"], st["case_id"]
     lambda_axis, formats, paper, overlays = st["lambda_axis"], tuple(st["formats"]), st["paper"], st["overlays"]
     runs = collect_runs(runs_dir)
     if not runs:
         raise ValueError(f"no finished run folder (summary.json with status finished) under {runs_dir}")
-    arms = group_arms(runs)
+    all_arms = group_arms(runs)
+    arms, left_out = complete_fold_arms(all_arms) if st["complete_folds"] else (all_arms, {})
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
     table = build_table(arms, unit=unit, reference=reference, include_background=include_background,
                         digits=digits)
     rep = Report(out, table, write_tables(table, out, "table"), n_runs=len(runs),
                  wall_time_s=float(sum(float(r.summary.get("wall_time_s") or 0.0) for r in runs)))
-    conv = convergence_rows(arms, table.rows)
+    if left_out:
+        common = ", ".join(map(str, sorted(next(iter(arms.values())).runs)))
+        rep.notes.append(
+            f"Comparison on the folds every loss has finished ({common}); left out of it until their fold is "
+            "complete: "
+            + "; ".join(f"fold {k}: {', '.join(table.titles.get(a, a) for a in names)}"
+                        for k, names in sorted(left_out.items()))
+            + " (in the convergence table).")
+    conv = convergence_rows(all_arms, table.rows)
     rep.extra["convergence"] = convergence_markdown(conv, table.titles)
     atomic_write_text(out / "convergence.md", rep.extra["convergence"])
     if paper is not None:
@@ -216,6 +230,26 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                 rep.notes.append(f"Fig. 3 skipped: {e}")
     _write_pages(rep, runs_dir)
     return rep
+
+
+def complete_fold_arms(arms: dict[str, Arm]) -> tuple[dict[str, Arm], dict[int, list[str]]]:
+    """The arms restricted to the folds that every arm has finished, and the arms whose runs were left
+    out, by fold.
+
+    Raises:
+        ValueError: if no fold is finished by every arm.
+    """
+    common = set.intersection(*(set(a.runs) for a in arms.values())) if arms else set()
+    if arms and not common:
+        have = {n: sorted(a.runs) for n, a in arms.items()}
+        raise ValueError(f"no fold is finished by every loss (finished folds: {have}); report without "
+                         "complete_folds")
+    kept = {n: replace(a, runs={k: r for k, r in a.runs.items() if k in common}) for n, a in arms.items()}
+    left: dict[int, list[str]] = {}
+    for n, a in arms.items():
+        for k in sorted(set(a.runs) - common):
+            left.setdefault(k, []).append(n)
+    return kept, left
 
 
 def _rel(p: Path, base: Path) -> str:
