@@ -353,10 +353,14 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
 
 
 _STUDY_FILE = "study.yaml"
-# per-run keys, execution-only keys and the limits that decide only where a run stops (a study can be
-# continued under other limits: ``unifocal.training.loop.continues_finished_run``)
-_NOT_SHARED = ("loss", "fold", "device", "num_workers", "amp", "splits_dir", "save_predictions", "stop_after",
-               "patience")
+
+
+def _not_shared() -> tuple[str, ...]:
+    """The per-run keys, and those that do not change what a run computes (a study can be continued
+    under other stopping limits: ``unifocal.training.loop.continues_finished_run``)."""
+    from unifocal.training.config import NOT_GUARDED  # imported here: the training package is heavy
+
+    return ("loss", "fold", "splits_dir", *NOT_GUARDED)
 
 
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -364,7 +368,7 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     so that a study folder (e.g. a committed results store) can be continued on a machine where the
     data lives elsewhere."""
     c = copy.deepcopy(dict(cfg))
-    for k in _NOT_SHARED:
+    for k in _not_shared():
         c.pop(k, None)
     ds = c.get("dataset")
     if isinstance(ds, dict) and ds.get("path"):
@@ -417,8 +421,8 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
     recorded = False
     if f.exists():
         old = yaml.safe_load(f.read_text()) or {}
-        recorded = not any(k in old for k in _NOT_SHARED)  # else rewritten below, without those keys
-        old = {k: v for k, v in old.items() if k not in _NOT_SHARED}
+        recorded = not any(k in old for k in _not_shared())  # else rewritten below, without those keys
+        old = {k: v for k, v in old.items() if k not in _not_shared()}
         diff = _study_differences(old, json.loads(json.dumps(shared)))
         if diff:
             raise ValueError(f"{root} already holds a study with a different configuration (keys {diff}); "

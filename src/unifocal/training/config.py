@@ -52,10 +52,13 @@ import yaml
 
 from unifocal.data.phantom import PHANTOM_DEFAULTS
 
-__all__ = ["ALL_FOLDS", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "parse_key_values",
+__all__ = ["ALL_FOLDS", "NOT_GUARDED", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "parse_key_values",
            "parse_size", "resolve_config"]
 
 SCHEMES = ("sgd", "adam", "sota")
+#: Keys that do not change what a run computes, so the configuration guards of a run folder and of a
+#: study folder leave them out: how it executes, and the limits that decide only where it stops.
+NOT_GUARDED = ("device", "num_workers", "amp", "save_predictions", "stop_after", "patience")
 #: The built-in phantom datasets (names accepted instead of a path).
 PHANTOMS: tuple[str, ...] = tuple(PHANTOM_DEFAULTS)
 #: The ``fold`` value that trains on every case (no held-out fold), as nnU-Net's ``--fold all``.

@@ -63,7 +63,7 @@ from unifocal.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from unifocal.training.config import ALL_FOLDS, TrainConfig, finalise_for_dataset, resolve_config
+from unifocal.training.config import ALL_FOLDS, NOT_GUARDED, TrainConfig, finalise_for_dataset, resolve_config
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
 from unifocal.training.inference import predict_logits, select_device
 from unifocal.training.schemes import make_optimizer, make_scheduler
@@ -331,7 +331,7 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:
     d = dict(d)
-    for k in ("device", "num_workers", "amp", "save_predictions", "stop_after", "patience"):
+    for k in NOT_GUARDED:
         d.pop(k, None)
     return d
 
