@@ -49,8 +49,8 @@ class RunOutcome:
 
 def is_finished(run_dir: str | Path, config: dict[str, Any] | None = None) -> bool:
     """Whether ``run_dir/summary.json`` exists with ``status == "finished"`` (and, given the run's
-    ``config``, that config does not continue it: a run ended by ``stop_after`` continues under a larger
-    one, :func:`unifocal.training.loop.continues_finished_run`)."""
+    ``config``, that config does not continue it: a run ended by ``stop_after`` or ``patience`` continues
+    under a larger limit, :func:`unifocal.training.loop.continues_finished_run`)."""
     f = Path(run_dir) / "summary.json"
     if not f.is_file():
         return False
