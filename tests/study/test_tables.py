@@ -158,3 +158,47 @@ def test_reference_is_the_unified_focal_arm_closest_to_the_optimum():
     assert pick_reference(arms((0.6, 0.2, 0.0), (0.6, 0.2, 0.5), (0.6, 0.2, 1.0))).endswith("lambda0.5")
     assert pick_reference({"dice": Arm("dice", "dice", {})}) is None
     assert pick_reference(delta_grid, reference="dice") == "dice"
+
+
+def _cells(md: str) -> dict[str, list[str]]:
+    """``{row title: cells}`` of the Markdown table rows (header and rule left out)."""
+    rows = [line.strip("|").split("|") for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+    return {r[0].strip(): [c.strip().strip("*") for c in r[1:]] for r in rows[1:]}
+
+
+def test_per_fold_table_against_the_raw_numbers(tmp_path):
+    from unifocal.study.tables import per_fold_markdown
+
+    raw = _make(tmp_path)
+    arms = group_arms(collect_runs(tmp_path))
+    table = build_table(arms)
+    got = _cells(per_fold_markdown(arms, table, "precision"))
+    fold_mean = {loss: [np.mean([raw[(loss, "1", k, f"c{k}_{i}")]["precision"] for i in range(N_CASES)])
+                        for k in range(N_FOLDS)] for loss in PARAMS}
+    titles = {"unified_focal": "Unified Focal (δ=0.6, γ=0.2, λ=0.5)", "dice": "Dice", "focal": "Focal"}
+    titles = {loss: next(t for t in got if t.startswith(titles[loss].split(" (")[0])) for loss in PARAMS}
+    for loss in PARAMS:
+        cells = got[titles[loss]]
+        assert [float(c) for c in cells[:N_FOLDS]] == pytest.approx(fold_mean[loss], abs=5e-4)
+        # rank by hand: 1 + number of losses with a higher fold mean
+        ranks = [1 + sum(fold_mean[o][k] > fold_mean[loss][k] for o in PARAMS) for k in range(N_FOLDS)]
+        assert float(cells[N_FOLDS]) == pytest.approx(np.mean(ranks), abs=0.05)
+    for loss in ("dice", "focal"):
+        d = [raw[(loss, "1", k, f"c{k}_{i}")]["precision"] - raw[("unified_focal", "1", k, f"c{k}_{i}")]["precision"]
+             for k in range(N_FOLDS) for i in range(N_CASES)]
+        cells = got[titles[loss]]
+        assert float(cells[N_FOLDS + 1]) == pytest.approx(float(np.median(d)), abs=5e-4)
+        assert cells[N_FOLDS + 2] == f"{sum(x > 0 for x in d)} / {sum(x < 0 for x in d)}"
+    assert got[titles["unified_focal"]][N_FOLDS + 1:] == ["ref.", "ref."]
+    with pytest.raises(ValueError, match="hausdorff"):
+        per_fold_markdown(arms, table, "hausdorff")
+
+
+def test_per_fold_table_in_the_report(tmp_path):
+    from unifocal.study.report import make_report
+
+    _make(tmp_path / "runs")
+    rep = make_report(tmp_path / "runs", figures=False)
+    text = (rep.out_dir / "per_fold.md").read_text()
+    assert text == rep.extra["per_fold"] and "Fold 2" in text
+    assert text.split("\n\n")[1] in rep.page_md.read_text()

@@ -9,6 +9,9 @@ folder whose ``summary.json`` says ``finished`` (whichever runner wrote it), and
 * ``figures/fig2_loss_curves.{png,pdf}``, ``figures/sensitivity_<class>.{png,pdf}`` (tuning grids),
   ``figures/learning_curves/<arm>.{png,pdf}``, ``figures/fig3_overlay.{png,pdf}`` (when the runs saved
   predictions and the dataset can be read);
+* ``per_fold.md``: each loss's mean DSC per fold, its mean rank over the folds, and the median per-case
+  difference to the reference with the number of cases above and below it
+  (:func:`unifocal.study.tables.per_fold_markdown`);
 * ``convergence.md``: every run's best and stopping epochs and the last-quarter gain of its best
   validation DSC (:mod:`unifocal.study.convergence`), and
   ``figures/learning_curves_fold<k>.{png,pdf}``: every arm's curves on the first fold all arms have,
@@ -42,7 +45,7 @@ from unifocal.study.figures import (
     sensitivity_figure,
 )
 from unifocal.study.results import Arm, collect_runs, group_arms
-from unifocal.study.tables import ResultTable, build_table, write_tables
+from unifocal.study.tables import ResultTable, build_table, per_fold_markdown, write_tables
 
 __all__ = ["REPORT_SETTINGS_FILE", "Report", "complete_fold_arms", "make_report", "report_settings"]
 
@@ -61,7 +64,7 @@ class Report:
         notes: what was skipped and why.
         n_runs: finished runs read.
         wall_time_s: the sum of the runs' ``wall_time_s`` (as written by training).
-        extra: further Markdown sections by name (``convergence``, ``paper``).
+        extra: further Markdown sections by name (``per_fold``, ``convergence``, ``paper``).
     """
 
     out_dir: Path
@@ -185,6 +188,8 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
             + "; ".join(f"fold {k}: {', '.join(table.titles.get(a, a) for a in names)}"
                         for k, names in sorted(left_out.items()))
             + " (in the convergence table).")
+    rep.extra["per_fold"] = per_fold_markdown(arms, table)
+    atomic_write_text(out / "per_fold.md", rep.extra["per_fold"])
     conv = convergence_rows(all_arms, table.rows)
     rep.extra["convergence"] = convergence_markdown(conv, table.titles)
     atomic_write_text(out / "convergence.md", rep.extra["convergence"])
@@ -271,7 +276,8 @@ def _write_pages(rep: Report, runs_dir: Path) -> None:
             f"<p>{html.escape(compute)}</p>", "<h2>Results</h2>",
             t.to_html()]
     md += ["Files: " + ", ".join(f"[{k}]({_rel(v, out)})" for k, v in rep.tables.items()), ""]
-    for key, title in (("paper", "Beside the paper"), ("convergence", "Convergence of every run")):
+    for key, title in (("per_fold", "Per fold, and per case against the reference"), ("paper", "Beside the paper"),
+                       ("convergence", "Convergence of every run")):
         if key in rep.extra:
             md += [f"## {title}", "", rep.extra[key]]
             body += [f"<h2>{html.escape(title)}</h2>", f"<pre>{html.escape(rep.extra[key])}</pre>"]

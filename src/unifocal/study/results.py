@@ -44,6 +44,7 @@ __all__ = [
     "collect_runs",
     "foreground_classes",
     "group_arms",
+    "paired_values",
     "paired_wilcoxon",
     "pick_reference",
 ]
@@ -217,18 +218,23 @@ def aggregate(arm: Arm, cls: str, metric: str, unit: str = "folds", confidence: 
     raise ValueError(f"unknown CI unit {unit!r}; use 'folds' or 'cases'")
 
 
+def paired_values(reference: Arm, other: Arm, cls: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The per-case values of two arms on the cases both have (finite in both), in case-id order:
+    ``(reference values, other values)``."""
+    a, b = reference.case_values(cls, metric), other.case_values(cls, metric)
+    ids = sorted(k for k in set(a) & set(b) if math.isfinite(a[k]) and math.isfinite(b[k]))
+    return np.array([a[k] for k in ids], dtype=float), np.array([b[k] for k in ids], dtype=float)
+
+
 def paired_wilcoxon(reference: Arm, other: Arm, cls: str, metric: str) -> tuple[float, int]:
     """Two-sided paired Wilcoxon signed-rank p-value per case, and the number of pairs.
 
     Returns ``(nan, n)`` when fewer than two cases are paired; ``(1.0, n)`` when every difference is 0.
     """
-    a, b = reference.case_values(cls, metric), other.case_values(cls, metric)
-    ids = sorted(k for k in set(a) & set(b) if math.isfinite(a[k]) and math.isfinite(b[k]))
-    n = len(ids)
+    x, y = paired_values(reference, other, cls, metric)
+    n = len(x)
     if n < 2:
         return float("nan"), n
-    x = np.array([a[k] for k in ids])
-    y = np.array([b[k] for k in ids])
     if np.all(x == y):
         return 1.0, n
     return float(stats.wilcoxon(x, y).pvalue), n

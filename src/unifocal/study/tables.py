@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unifocal._atomic import atomic_write_text
 from unifocal.losses.constants import PAPER_LOSSES
 from unifocal.metrics import MeanCI
@@ -26,11 +28,12 @@ from unifocal.study.results import (
     Arm,
     aggregate,
     foreground_classes,
+    paired_values,
     paired_wilcoxon,
     pick_reference,
 )
 
-__all__ = ["LOSS_TITLES", "ResultTable", "arm_title", "build_table", "write_tables"]
+__all__ = ["LOSS_TITLES", "ResultTable", "arm_title", "build_table", "per_fold_markdown", "write_tables"]
 
 LOSS_TITLES: dict[str, str] = {
     "cross_entropy": "Cross entropy", "focal": "Focal", "dice": "Dice", "tversky": "Tversky",
@@ -275,6 +278,78 @@ def build_table(arms: dict[str, Arm], unit: str = "folds", reference: str | None
                     pvals[(r, c, m)] = paired_wilcoxon(arms[ref], arms[r], c, m)
     titles = {r: arm_title(arms[r].loss, arms[r].params) for r in rows}
     return ResultTable(rows, titles, cls, cells, pvals, ref, unit, confidence, digits)
+
+
+def per_fold_markdown(arms: dict[str, Arm], table: ResultTable, metric: str = "dsc") -> str:
+    """Each loss fold by fold, and the direction of its per-case difference to the reference.
+
+    One Markdown table per reported class: the mean ``metric`` of the validation cases of every fold
+    (the best of each fold in bold), the loss's mean rank over the folds (1 = highest mean in a fold;
+    ties share the average rank), and, against the table's reference arm, the median over the paired
+    cases of the per-case difference ``loss − reference`` with the number of cases where the loss is
+    higher and lower. The p-values of the main table say whether two losses differ per case; this
+    says in which direction, and whether the folds agree. With a small number of folds the CI over
+    folds of the main table is wide (Student-t with n − 1 degrees of freedom); the per-fold columns
+    show what it is made of.
+
+    Args:
+        arms: the arms of ``table`` (from :func:`unifocal.study.results.group_arms`).
+        table: from :func:`build_table` (rows, titles, classes, reference).
+        metric: one of ``dsc``, ``precision``, ``recall``.
+
+    Raises:
+        ValueError: for an unknown metric.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    from scipy.stats import rankdata
+
+    folds = sorted(set().union(*(set(arms[r].runs) for r in table.rows)))
+    ref = table.reference
+    out = []
+    for c in table.classes:
+        means = {r: arms[r].fold_means(c, metric) for r in table.rows}
+        ranks: dict[str, list[float]] = {r: [] for r in table.rows}
+        best: dict[int, set[str]] = {}
+        for k in folds:
+            have = [r for r in table.rows if math.isfinite(means[r].get(k, float("nan")))]
+            if not have:
+                continue
+            rk = rankdata([-round(means[r][k], table.digits) for r in have])
+            for r, v in zip(have, rk):
+                ranks[r].append(float(v))
+            best[k] = {r for r, v in zip(have, rk) if v == rk.min()}
+        head = ["Loss", *[f"Fold {k}" for k in folds], "Mean rank"]
+        if ref is not None:
+            head += [f"Median Δ vs {table.titles[ref]}", "Cases higher / lower"]
+        lines = [f"{METRIC_TITLES[metric]} ({c}) per fold:" if len(table.classes) > 1 else
+                 f"{METRIC_TITLES[metric]} per fold:", "",
+                 "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + [":-:"] * (len(head) - 1)) + "|"]
+        for r in table.rows:
+            row = [table.titles[r]]
+            for k in folds:
+                v = means[r].get(k, float("nan"))
+                txt = f"{v:.{table.digits}f}" if math.isfinite(v) else "–"
+                row.append(f"**{txt}**" if r in best.get(k, ()) else txt)
+            row.append(f"{sum(ranks[r]) / len(ranks[r]):.1f}" if ranks[r] else "–")
+            if ref is not None:
+                if r == ref:
+                    row += ["ref.", "ref."]
+                else:
+                    x, y = paired_values(arms[ref], arms[r], c, metric)
+                    d = y - x
+                    row += [f"{float(np.median(d)):+.{table.digits}f}" if d.size else "–",
+                            f"{int((d > 0).sum())} / {int((d < 0).sum())}"]
+            lines.append("| " + " | ".join(row) + " |")
+        cap = (f"Mean {METRIC_TITLES[metric]} of each fold's validation cases; best of each fold in bold; mean "
+               f"rank over the folds (1 = best).")
+        if ref is not None:
+            cap += (f" Δ: median over the paired validation cases (all folds) of the per-case "
+                    f"{METRIC_TITLES[metric]} of the loss minus that of {table.titles[ref]}, and the number of "
+                    f"cases where the loss is higher / lower (equal cases in neither): the direction of the "
+                    f"Wilcoxon test of the main table.")
+        out.append("\n".join(lines) + "\n\n" + cap + "\n")
+    return "\n".join(out)
 
 
 def write_tables(table: ResultTable, out_dir: str | Path, stem: str = "table") -> dict[str, Path]:
