@@ -9,7 +9,7 @@
 # (or resumes where its checkpoint is still on disk), so the script can be run again in several sittings,
 # on different machines. Stages, in the order they run by default:
 #   busi_fold0   BUSI, the paper's seven losses, fold 0 (the learning curves)
-#   busi         BUSI, the paper's seven losses, all 5 folds (fold by fold)
+#   busi         BUSI, the paper's seven losses, all 5 folds (started fold by fold)
 #   sgd_recipe   BUSI, the paper's SGD recipe as printed, Unified Focal and Dice, fold 0, with diagnostics;
 #                then the same with the U-Net paper's initialisation, and with instance normalisation
 #   hippocampus  Hippocampus 3D, the paper's seven losses, fold 0
@@ -47,9 +47,9 @@ for stage in "${stages[@]}"; do
     esac
     case "$stage" in
         busi_fold0) timed busi_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --output "$root/busi" ;;
-        busi) for k in 0 1 2 3 4; do  # fold by fold: a study cut short leaves complete folds to report
-                  timed "busi_fold$k" unifocal study compare "${busi[@]}" --losses paper --fold "$k" --output "$root/busi"
-              done ;;
+        busi) # the runs start fold by fold (a study cut short leaves complete folds to report), and a worker
+              # freed at the end of a fold starts the next fold's first run
+              timed busi unifocal study compare "${busi[@]}" --losses paper --output "$root/busi" ;;
         sgd_recipe) timed sgd_recipe unifocal study compare "${busi_data[@]}" --config "$here/configs/busi_sgd_recipe.yaml" \
                         --scheme sgd --losses unified_focal,dice --fold 0 --workers "$workers" \
                         --splits-dir "$root/busi" --output "$root/busi_sgd_recipe"

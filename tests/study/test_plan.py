@@ -56,12 +56,12 @@ def test_compare_paper_settings_and_names(tmp_path):
 def test_compare_subset_extra_and_params(tmp_path):
     specs = compare_plan(BASE, tmp_path, "dice, unified_focal:delta=0.7:lambda=1, cross_entropy,dice",
                          n_folds=3, folds=[2, 0], validate=False)
+    # fold by fold (a study cut short leaves whole folds), arms in the order given, duplicates dropped
     assert [s.name for s in specs] == [
-        "dice/fold0", "dice/fold2",
-        "unified_focal-delta0.7-gamma0.2-lambda1/fold0", "unified_focal-delta0.7-gamma0.2-lambda1/fold2",
-        "cross_entropy/fold0", "cross_entropy/fold2",
+        "dice/fold0", "unified_focal-delta0.7-gamma0.2-lambda1/fold0", "cross_entropy/fold0",
+        "dice/fold2", "unified_focal-delta0.7-gamma0.2-lambda1/fold2", "cross_entropy/fold2",
     ]
-    assert specs[2].config["loss"]["params"] == {"delta": 0.7, "gamma": 0.2, "lambda_": 1.0}
+    assert specs[1].config["loss"]["params"] == {"delta": 0.7, "gamma": 0.2, "lambda_": 1.0}
 
 
 @pytest.mark.parametrize("bad, kw", [

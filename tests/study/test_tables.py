@@ -175,8 +175,8 @@ def test_per_fold_table_against_the_raw_numbers(tmp_path):
     got = _cells(per_fold_markdown(arms, table, "precision"))
     fold_mean = {loss: [np.mean([raw[(loss, "1", k, f"c{k}_{i}")]["precision"] for i in range(N_CASES)])
                         for k in range(N_FOLDS)] for loss in PARAMS}
-    titles = {"unified_focal": "Unified Focal (δ=0.6, γ=0.2, λ=0.5)", "dice": "Dice", "focal": "Focal"}
-    titles = {loss: next(t for t in got if t.startswith(titles[loss].split(" (")[0])) for loss in PARAMS}
+    titles = {arms[r].loss: table.titles[r] for r in table.rows}
+    assert set(got) == set(titles.values())
     for loss in PARAMS:
         cells = got[titles[loss]]
         assert [float(c) for c in cells[:N_FOLDS]] == pytest.approx(fold_mean[loss], abs=5e-4)

@@ -254,16 +254,17 @@ def _base(base_config: Mapping[str, Any], root: str | Path) -> dict[str, Any]:
 
 def _specs(root: Path, base: dict[str, Any], arms: Sequence[tuple[str, dict[str, Any], dict[str, Any]]],
            folds: list[int], n_folds: int, validate: bool) -> list[RunSpec]:
-    specs: list[RunSpec] = []
-    seen: set[str] = set()
+    """Fold-major: every arm of the first fold, then of the next; a runner starts runs in this order, so
+    a study cut short leaves whole folds finished (what ``complete_folds`` of the report compares), and
+    a pool of workers moves on to the next fold's runs while the last run of a fold finishes."""
+    unique: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
     for loss, params, tags in arms:
         if validate:
             _validate_loss(loss, params)
-        arm = arm_name(loss, params)
-        if arm in seen:
-            continue
-        seen.add(arm)
-        for k in folds:
+        unique.setdefault(arm_name(loss, params), (loss, params, tags))
+    specs: list[RunSpec] = []
+    for k in folds:
+        for arm, (loss, params, tags) in unique.items():
             cfg = copy.deepcopy(base)
             cfg["loss"] = {"name": loss, "params": dict(params)}
             cfg["fold"] = k
@@ -286,7 +287,7 @@ def compare_plan(base_config: Mapping[str, Any], root: str | Path, losses: str |
         validate: check loss names and parameters with ``unifocal.losses`` when importable.
 
     Returns:
-        The runs, arm by arm, fold by fold.
+        The runs, fold by fold, and within a fold arm by arm (the order runners start them in).
 
     Raises:
         ValueError: for an unknown loss or parameter, an invalid fold, or a configuration without dataset.
@@ -317,7 +318,7 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
         validate: check loss names and parameters with ``unifocal.losses`` when importable.
 
     Returns:
-        The runs; a configuration shared by two sweeps (e.g. δ=0.6, γ=0.2, λ=0.5) is planned once.
+        The runs, fold by fold; a configuration shared by two sweeps (e.g. δ=0.6, γ=0.2, λ=0.5) is planned once.
 
     Raises:
         ValueError: for an unknown grid name or a malformed grid.
