@@ -14,6 +14,8 @@
 #                then the same with the U-Net paper's initialisation, and with instance normalisation
 #   hippocampus  Hippocampus 3D, the paper's seven losses, fold 0
 #   busi_delta   BUSI, the delta sweep of Table 2 (gamma = 0, lambda = 0.5), fold 0
+#   busi_grouped BUSI, the paper's seven losses on leak-free folds (near-duplicates kept in one fold):
+#                fold 0 with seeds 0, 1 and 2 (the noise floor) first, then folds 1-4 with seed 0
 # WORKERS (default 2) runs that many trainings side by side, one torch thread each.
 set -euo pipefail
 : "${UNIFOCAL_DATA:?set UNIFOCAL_DATA to the folder holding BUSI/ and MSD_Task04_Hippocampus/}"
@@ -21,7 +23,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 root="${RESULTS:-$here/results}"
 workers="${WORKERS:-2}"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(busi_fold0 busi sgd_recipe hippocampus busi_delta)
+[ ${#stages[@]} -gt 0 ] || stages=(busi_grouped busi_fold0 busi sgd_recipe hippocampus busi_delta)
 mkdir -p "$root"
 
 timed() {  # name, command...
@@ -65,7 +67,12 @@ for stage in "${stages[@]}"; do
         busi_delta) settings "$root/busi_delta" $'unit: cases\npaper: table2_delta\nformats: [png]\noverlays: false'
                     timed busi_delta unifocal study tune "${busi[@]}" --grid delta --fold 0 \
                         --splits-dir "$root/busi" --output "$root/busi_delta" ;;
-        *) echo "unknown stage $stage (busi_fold0, busi, sgd_recipe, hippocampus, busi_delta)" >&2; exit 2 ;;
+        busi_grouped) settings "$root/busi_grouped" $'unit: folds\npaper: table3\nformats: [png]\ncomplete_folds: true'
+                      timed busi_grouped_fold0 unifocal study compare "${busi[@]}" --losses paper --fold 0 --seeds 0,1,2 \
+                          --output "$root/busi_grouped"
+                      timed busi_grouped unifocal study compare "${busi[@]}" --losses paper --seeds 0 \
+                          --output "$root/busi_grouped" ;;
+        *) echo "unknown stage $stage (busi_grouped, busi_fold0, busi, sgd_recipe, hippocampus, busi_delta)" >&2; exit 2 ;;
     esac
 done
 # the reports of the committed store (settings in each study's report.yaml)

@@ -77,6 +77,9 @@ TRAIN_OPTIONS: dict[str, Any] = {
                                 "epochs without improvement before lr x 0.1."),
     "seed": typer.Option(None, "--seed", help="Random seed."),
     "split_seed": typer.Option(None, "--split-seed", help="Seed of the cross-validation folds."),
+    "group_duplicates": typer.Option(None, "--group-duplicates/--no-group-duplicates",
+                                     help="Keep near-duplicate cases in one fold when the split is made "
+                                          "(default on; docs/data.md)."),
     "device": typer.Option(None, "--device", help="auto | cpu | cuda."),
     "amp": typer.Option(None, "--amp/--no-amp", help="Mixed precision."),
 }

@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         lr_patience: int | None = O["lr_patience"],
         seed: int | None = O["seed"],
         split_seed: int | None = O["split_seed"],
+        group_duplicates: bool | None = O["group_duplicates"],
         device: str | None = O["device"],
         amp: bool | None = O["amp"],
         quiet: bool = quiet_option(),
@@ -80,7 +81,8 @@ def register(app: typer.Typer) -> None:
                                base_filters=base_filters, deep_supervision=deep_supervision, scheme=scheme,
                                fold=fold, n_folds=folds, epochs=epochs, batch_size=batch_size,
                                patch_size=patch_size, samples_per_epoch=samples_per_epoch, overlap=overlap,
-                               lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed, device=device, amp=amp)
+                               lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed,
+                               group_duplicates=group_duplicates, device=device, amp=amp)
             resolve_config(cfg)
             summary = train_and_evaluate(cfg, output, progress=not quiet)
         _print_summary(summary)

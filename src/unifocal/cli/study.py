@@ -68,27 +68,30 @@ _COMMON = {
     "cpus_per_run": typer.Option(1.0, "--cpus-per-run", help="Ray CPUs per run."),
     "gpus_per_run": typer.Option(0.0, "--gpus-per-run", help="Ray GPUs per run (1 = one GPU per run)."),
     "dry_run": typer.Option(False, "--dry-run", help="List the runs and exit."),
+    "seeds": typer.Option(None, "--seeds", help="Training seeds, the replicates of every loss and fold, e.g. "
+                          "0,1,2 or 0:3 (default: --seed); runs go to <arm>/fold<k>-seed<s> (seed 0: fold<k>)."),
 }
 
 
 _TRAIN_KEYS = ("dataset", "layout", "dataset_option", "model", "model_param", "base_filters", "deep_supervision",
                "scheme", "epochs", "batch_size", "patch_size", "samples_per_epoch", "overlap", "lr", "patience",
-               "lr_patience", "seed", "split_seed", "device", "amp")
+               "lr_patience", "seed", "split_seed", "device", "amp", "group_duplicates")
 
 
 def _plan_and_run(kind: str, selection: str, loss: str, output: Path, config: Path | None, folds: int,
                   fold: list[int], save_predictions: bool, splits_dir: Path | None, runner: str, workers: int,
                   ray_address: str | None, cpus_per_run: float, gpus_per_run: float, dry_run: bool, quiet: bool,
                   settings: dict[str, Any]) -> None:
-    from unifocal.study.plan import compare_plan, tune_plan
+    from unifocal.study.plan import compare_plan, parse_seeds, tune_plan
 
     with user_errors():
         base = _base_config(config, splits_dir=splits_dir, save_predictions=save_predictions,
                             **{k: settings[k] for k in _TRAIN_KEYS})
+        seeds = parse_seeds(settings.get("seeds"))
         if kind == "compare":
-            specs = compare_plan(base, output, selection, n_folds=folds, folds=fold or None)
+            specs = compare_plan(base, output, selection, n_folds=folds, folds=fold or None, seeds=seeds)
         else:
-            specs = tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss)
+            specs = tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss, seeds=seeds)
         _execute(specs, output, runner, workers, ray_address, cpus_per_run, gpus_per_run, dry_run, quiet)
 
 
@@ -107,13 +110,14 @@ def compare(
     overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
     lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
     split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
+    group_duplicates: bool | None = O["group_duplicates"],
     save_predictions: bool = typer.Option(True, "--save-predictions/--no-save-predictions",
                                           help="Save validation predictions (for Fig. 3)."),
     splits_dir: Path | None = _COMMON["splits_dir"],
     runner: str = _COMMON["runner"], workers: int = _COMMON["workers"],
     ray_address: str | None = _COMMON["ray_address"], cpus_per_run: float = _COMMON["cpus_per_run"],
     gpus_per_run: float = _COMMON["gpus_per_run"], dry_run: bool = _COMMON["dry_run"],
-    quiet: bool = quiet_option(),
+    seeds: str | None = _COMMON["seeds"], quiet: bool = quiet_option(),
 ) -> None:
     """Train every selected loss on the same folds with the paper's settings."""
     _plan_and_run("compare", losses, "", output, config, folds, fold, save_predictions, splits_dir, runner, workers,
@@ -137,12 +141,13 @@ def tune(
     overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
     lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
     split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
+    group_duplicates: bool | None = O["group_duplicates"],
     save_predictions: bool = typer.Option(False, "--save-predictions/--no-save-predictions"),
     splits_dir: Path | None = _COMMON["splits_dir"],
     runner: str = _COMMON["runner"], workers: int = _COMMON["workers"],
     ray_address: str | None = _COMMON["ray_address"], cpus_per_run: float = _COMMON["cpus_per_run"],
     gpus_per_run: float = _COMMON["gpus_per_run"], dry_run: bool = _COMMON["dry_run"],
-    quiet: bool = quiet_option(),
+    seeds: str | None = _COMMON["seeds"], quiet: bool = quiet_option(),
 ) -> None:
     """Tune the Unified Focal loss on the Table 2 grids (or a user grid)."""
     _plan_and_run("tune", grid, loss, output, config, folds, fold, save_predictions, splits_dir, runner, workers,

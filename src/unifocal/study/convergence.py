@@ -37,6 +37,7 @@ class RunConvergence:
     best_val_dsc: float
     last_quarter_gain: float
     wall_time_s: float
+    seed: int = 0
 
     @property
     def stopped_early(self) -> bool:
@@ -84,12 +85,11 @@ def last_quarter_gain(val_dsc: Sequence[float]) -> float:
 
 
 def convergence_rows(arms: dict[str, Arm], order: Sequence[str] | None = None) -> list[RunConvergence]:
-    """One :class:`RunConvergence` per finished run that has its ``log.csv``, arms in ``order`` then
-    folds ascending."""
+    """One :class:`RunConvergence` per finished run (every fold and seed) that has its ``log.csv``, arms
+    in ``order`` then folds and seeds ascending."""
     out = []
     for name in order or sorted(arms):
-        for fold in sorted(arms[name].runs):
-            run = arms[name].runs[fold]
+        for (fold, seed), run in sorted(arms[name].replicates.items()):
             if not (run.run_dir / "log.csv").is_file():
                 continue
             log = read_log(run.run_dir)
@@ -98,7 +98,7 @@ def convergence_rows(arms: dict[str, Arm], order: Sequence[str] | None = None) -
             stop = int(s.get("stop_epoch") or (log[-1]["epoch"] if log else 0))
             out.append(RunConvergence(name, fold, int(s.get("best_epoch") or 0), stop,
                                       int(s.get("epochs") or stop), max(dsc) if dsc else float("nan"),
-                                      last_quarter_gain(dsc), float(s.get("wall_time_s") or 0.0)))
+                                      last_quarter_gain(dsc), float(s.get("wall_time_s") or 0.0), seed))
     return out
 
 
@@ -110,7 +110,8 @@ def convergence_markdown(rows: Sequence[RunConvergence], titles: dict[str, str],
     for r in rows:
         flag = (" (never learned)" if r.never_learned else
                 "" if r.last_quarter_gain <= tolerance else " (not converged)")
-        lines.append(f"| {titles.get(r.arm, r.arm)} | {r.fold} | {r.best_epoch} | {r.stop_epoch} | {r.max_epochs} | "
+        fold = f"{r.fold}" if r.seed == 0 else f"{r.fold} (seed {r.seed})"
+        lines.append(f"| {titles.get(r.arm, r.arm)} | {fold} | {r.best_epoch} | {r.stop_epoch} | {r.max_epochs} | "
                      f"{r.best_val_dsc:.3f} | {r.last_quarter_gain:.3f}{flag} | {r.wall_time_s / 60:.1f} |")
     if not rows:
         return "\n".join(lines) + "\n\nNo finished run with a log.csv.\n"

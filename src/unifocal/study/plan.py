@@ -39,7 +39,9 @@ __all__ = [
     "compare_plan",
     "parse_grid",
     "parse_losses",
+    "parse_seeds",
     "prepare_study",
+    "run_folder",
     "table2_lambda",
     "tune_plan",
 ]
@@ -128,9 +130,50 @@ class RunSpec:
     tags: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
+    def seed(self) -> int:
+        """The training seed (``config["seed"]``, default 0)."""
+        return int(self.config.get("seed", 0) or 0)
+
+    @property
     def name(self) -> str:
-        """``<arm>/fold<k>``."""
-        return f"{self.arm}/fold{self.fold}"
+        """``<arm>/<run_folder(fold, seed)>``, e.g. ``dice/fold0`` or ``dice/fold0-seed1``."""
+        return f"{self.arm}/{run_folder(self.fold, self.seed)}"
+
+
+def run_folder(fold: int, seed: int = 0) -> str:
+    """The folder of one run inside its arm: ``fold<k>`` for seed 0 (so studies of one seed keep the
+    layout they always had), ``fold<k>-seed<s>`` for any other seed."""
+    return f"fold{fold}" if int(seed) == 0 else f"fold{fold}-seed{int(seed)}"
+
+
+def parse_seeds(spec: str | Sequence[int] | None) -> list[int] | None:
+    """Parse ``--seeds``: ``"0,1,2"``, ``"0:3"`` (0, 1, 2) or a list; ``None`` or ``""``: not given.
+
+    Raises:
+        ValueError: for a malformed list, a negative seed or a repeated one.
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return None
+    if isinstance(spec, str):
+        out: list[int] = []
+        for part in [p.strip() for p in spec.split(",") if p.strip()]:
+            try:
+                if ":" in part:
+                    a, b = (int(x) for x in part.split(":"))
+                    out.extend(range(a, b))
+                else:
+                    out.append(int(part))
+            except ValueError as e:
+                raise ValueError(f"seeds {spec!r}: {part!r} is not an integer or a range a:b") from e
+    else:
+        out = [int(x) for x in spec]
+    if not out:
+        raise ValueError(f"seeds {spec!r} selects no seed")
+    if any(x < 0 for x in out):
+        raise ValueError(f"seeds {spec!r}: seeds must be >= 0")
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds {spec!r}: a seed is repeated")
+    return out
 
 
 def _coerce(value: str) -> Any:
@@ -253,10 +296,12 @@ def _base(base_config: Mapping[str, Any], root: str | Path) -> dict[str, Any]:
 
 
 def _specs(root: Path, base: dict[str, Any], arms: Sequence[tuple[str, dict[str, Any], dict[str, Any]]],
-           folds: list[int], n_folds: int, validate: bool) -> list[RunSpec]:
-    """Fold-major: every arm of the first fold, then of the next; a runner starts runs in this order, so
-    a study cut short leaves whole folds finished (what ``complete_folds`` of the report compares), and
-    a pool of workers moves on to the next fold's runs while the last run of a fold finishes."""
+           folds: list[int], n_folds: int, validate: bool, seeds: Sequence[int] | None = None) -> list[RunSpec]:
+    """Fold-major: every arm of the first fold (seed by seed), then of the next; a runner starts runs in
+    this order, so a study cut short leaves whole folds finished (what ``complete_folds`` of the report
+    compares), and a pool of workers moves on to the next fold's runs while the last run of a fold
+    finishes. ``seeds`` (default: the configuration's ``seed``) are the replicates of every (arm, fold)."""
+    seed_list = list(seeds) if seeds is not None else [int(base.get("seed", 0) or 0)]
     unique: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
     for loss, params, tags in arms:
         if validate:
@@ -264,17 +309,20 @@ def _specs(root: Path, base: dict[str, Any], arms: Sequence[tuple[str, dict[str,
         unique.setdefault(arm_name(loss, params), (loss, params, tags))
     specs: list[RunSpec] = []
     for k in folds:
-        for arm, (loss, params, tags) in unique.items():
-            cfg = copy.deepcopy(base)
-            cfg["loss"] = {"name": loss, "params": dict(params)}
-            cfg["fold"] = k
-            cfg["n_folds"] = n_folds
-            specs.append(RunSpec(arm, k, cfg, Path(root) / arm / f"fold{k}", dict(tags)))
+        for seed in seed_list:
+            for arm, (loss, params, tags) in unique.items():
+                cfg = copy.deepcopy(base)
+                cfg["loss"] = {"name": loss, "params": dict(params)}
+                cfg["fold"] = k
+                cfg["n_folds"] = n_folds
+                cfg["seed"] = seed
+                specs.append(RunSpec(arm, k, cfg, Path(root) / arm / run_folder(k, seed), dict(tags)))
     return specs
 
 
 def compare_plan(base_config: Mapping[str, Any], root: str | Path, losses: str | Sequence[str] = "paper",
-                 n_folds: int = 5, folds: Sequence[int] | None = None, validate: bool = True) -> list[RunSpec]:
+                 n_folds: int = 5, folds: Sequence[int] | None = None, validate: bool = True,
+                 seeds: Sequence[int] | None = None) -> list[RunSpec]:
     """The loss comparison: every selected loss on every fold.
 
     Args:
@@ -285,9 +333,12 @@ def compare_plan(base_config: Mapping[str, Any], root: str | Path, losses: str |
         n_folds: number of cross-validation folds.
         folds: a subset of folds to run (default all).
         validate: check loss names and parameters with ``unifocal.losses`` when importable.
+        seeds: training seeds, the replicates of every (loss, fold) (default: the configuration's
+            ``seed``); run folders ``fold<k>`` (seed 0) and ``fold<k>-seed<s>`` (:func:`run_folder`).
 
     Returns:
-        The runs, fold by fold, and within a fold arm by arm (the order runners start them in).
+        The runs, fold by fold, and within a fold seed by seed and arm by arm (the order runners start
+        them in).
 
     Raises:
         ValueError: for an unknown loss or parameter, an invalid fold, or a configuration without dataset.
@@ -295,12 +346,13 @@ def compare_plan(base_config: Mapping[str, Any], root: str | Path, losses: str |
     base = _base(base_config, root)
     base["n_folds"] = n_folds
     arms = [(n, p, {"study": "compare"}) for n, p in parse_losses(losses)]
-    return _specs(Path(root), base, arms, _folds(n_folds, folds), n_folds, validate)
+    return _specs(Path(root), base, arms, _folds(n_folds, folds), n_folds, validate, seeds)
 
 
 def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Sequence[str] = "table2",
               n_folds: int = 5, folds: Sequence[int] | None = None, loss: str = "unified_focal",
-              base_params: Mapping[str, Any] | None = None, validate: bool = True) -> list[RunSpec]:
+              base_params: Mapping[str, Any] | None = None, validate: bool = True,
+              seeds: Sequence[int] | None = None) -> list[RunSpec]:
     """The tuning grids: Table 2's one-at-a-time sweeps, or a user grid (Cartesian product).
 
     Args:
@@ -316,6 +368,7 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
         base_params: parameters not swept by a user grid (default: the paper's optimum for
             ``unified_focal``, else none).
         validate: check loss names and parameters with ``unifocal.losses`` when importable.
+        seeds: training seeds (see :func:`compare_plan`).
 
     Returns:
         The runs, fold by fold; a configuration shared by two sweeps (e.g. δ=0.6, γ=0.2, λ=0.5) is planned once.
@@ -350,18 +403,19 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
                 arms.append((loss, {**fixed, param: v}, {"study": "tune", "grid": g}))
     if not arms:
         raise ValueError(f"grid {grids!r} selects no run")
-    return _specs(Path(root), base, arms, _folds(n_folds, folds), n_folds, validate)
+    return _specs(Path(root), base, arms, _folds(n_folds, folds), n_folds, validate, seeds)
 
 
 _STUDY_FILE = "study.yaml"
 
 
 def _not_shared() -> tuple[str, ...]:
-    """The per-run keys, and those that do not change what a run computes (a study can be continued
-    under other stopping limits: ``unifocal.training.loop.continues_finished_run``)."""
+    """The per-run keys (loss, fold and seed: the seeds are replicates), and those that do not change
+    what a run computes (a study can be continued under other stopping limits:
+    ``unifocal.training.loop.continues_finished_run``)."""
     from unifocal.training.config import NOT_GUARDED  # imported here: the training package is heavy
 
-    return ("loss", "fold", "splits_dir", *NOT_GUARDED)
+    return ("loss", "fold", "seed", "splits_dir", *NOT_GUARDED)
 
 
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -450,7 +504,8 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
     cfg0 = specs[0].config
     splits_dir = Path(cfg0.get("splits_dir") or root)
     splits_dir.mkdir(parents=True, exist_ok=True)
-    folds = get_splits(dataset, splits_dir, int(cfg0.get("n_folds", 5)), int(cfg0.get("split_seed", 0)))
+    folds = get_splits(dataset, splits_dir, int(cfg0.get("n_folds", 5)), int(cfg0.get("split_seed", 0)),
+                       group_duplicates=bool(cfg0.get("group_duplicates", True)))
     for s in specs:
         if s.fold >= len(folds):
             raise ValueError(f"run {s.name}: fold {s.fold} but {splits_dir / 'splits.json'} has {len(folds)} folds")

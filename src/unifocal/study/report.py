@@ -249,7 +249,8 @@ def complete_fold_arms(arms: dict[str, Arm]) -> tuple[dict[str, Arm], dict[int, 
         have = {n: sorted(a.runs) for n, a in arms.items()}
         raise ValueError(f"no fold is finished by every loss (finished folds: {have}); report without "
                          "complete_folds")
-    kept = {n: replace(a, runs={k: r for k, r in a.runs.items() if k in common}) for n, a in arms.items()}
+    kept = {n: replace(a, replicates={ks: r for ks, r in a.replicates.items() if ks[0] in common})
+            for n, a in arms.items()}
     left: dict[int, list[str]] = {}
     for n, a in arms.items():
         for k in sorted(set(a.runs) - common):

@@ -66,6 +66,7 @@ class RunResult:
         params: loss parameters.
         cases: ``{class: {case_id: {metric: value}}}`` from ``metrics_per_case.csv`` (metrics
             ``dsc``, ``precision``, ``recall`` and, when present, the counts ``tp``, ``fp``, ``fn``).
+        seed: the training seed (``config.yaml``'s ``seed``, default 0).
     """
 
     run_dir: Path
@@ -75,6 +76,7 @@ class RunResult:
     loss: str
     params: dict[str, Any]
     cases: dict[str, dict[str, dict[str, float]]]
+    seed: int = 0
 
     @property
     def arm(self) -> str:
@@ -86,45 +88,82 @@ class RunResult:
 
 @dataclass
 class Arm:
-    """All finished folds of one loss with one parameter setting.
+    """All finished runs of one loss with one parameter setting: every fold, and every seed of a fold.
+
+    The trained network (one fold, one seed) is the unit of replication. Where a fold has several seeds,
+    its value is the mean over them: :meth:`fold_means` averages the networks' means, :meth:`case_values`
+    each case's values.
 
     Attributes:
         name: arm name.
         loss: loss name.
         params: loss parameters.
-        runs: finished runs, by fold.
+        replicates: finished runs, by ``(fold, seed)``.
     """
 
     name: str
     loss: str
     params: dict[str, Any]
-    runs: dict[int, RunResult] = field(default_factory=dict)
+    replicates: dict[tuple[int, int], RunResult] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> dict[int, RunResult]:
+        """One run per fold, the one of the lowest seed (for learning curves and convergence per fold)."""
+        out: dict[int, RunResult] = {}
+        for (k, _seed), r in sorted(self.replicates.items(), reverse=True):
+            out[k] = r
+        return dict(sorted(out.items()))
+
+    @property
+    def seeds(self) -> dict[int, list[int]]:
+        """``{fold: [seeds]}`` of the finished runs."""
+        out: dict[int, list[int]] = {}
+        for k, sd in sorted(self.replicates):
+            out.setdefault(k, []).append(sd)
+        return out
 
     @property
     def classes(self) -> list[str]:
         """Classes in the per-case metrics, in first-seen order."""
         out: list[str] = []
-        for r in self.runs.values():
+        for r in self.replicates.values():
             for c in r.cases:
                 if c not in out:
                     out.append(c)
         return out
 
+    def network_means(self, cls: str, metric: str) -> dict[tuple[int, int], float]:
+        """``{(fold, seed): mean over that network's validation cases}`` (NaN cases left out)."""
+        out = {}
+        for key in sorted(self.replicates):
+            vals = np.array([m[metric] for m in self.replicates[key].cases.get(cls, {}).values()], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            out[key] = float(vals.mean()) if vals.size else float("nan")
+        return out
+
     def case_values(self, cls: str, metric: str) -> dict[str, float]:
-        """``{case_id: value}`` over all folds (a case validated in two folds: the later fold wins)."""
+        """``{case_id: value}`` over all folds, the mean over a fold's seeds (NaN values left out of that
+        mean; a case validated in two folds: the later fold wins)."""
         out: dict[str, float] = {}
-        for k in sorted(self.runs):
-            for cid, m in self.runs[k].cases.get(cls, {}).items():
-                out[cid] = m[metric]
+        for k, seeds in self.seeds.items():
+            per: dict[str, list[float]] = {}
+            for sd in seeds:
+                for cid, m in self.replicates[(k, sd)].cases.get(cls, {}).items():
+                    per.setdefault(cid, []).append(m[metric])
+            for cid, vs in per.items():
+                finite = [v for v in vs if math.isfinite(v)]
+                out[cid] = float(np.mean(finite)) if finite else float("nan")
         return out
 
     def fold_means(self, cls: str, metric: str) -> dict[int, float]:
-        """``{fold: mean over that fold's cases}`` (NaN cases left out)."""
+        """``{fold: mean over that fold's networks of their mean over the fold's cases}``."""
+        per: dict[int, list[float]] = {}
+        for (k, _sd), v in self.network_means(cls, metric).items():
+            per.setdefault(k, []).append(v)
         out = {}
-        for k in sorted(self.runs):
-            vals = np.array([m[metric] for m in self.runs[k].cases.get(cls, {}).values()], dtype=float)
-            vals = vals[np.isfinite(vals)]
-            out[k] = float(vals.mean()) if vals.size else float("nan")
+        for k, vs in sorted(per.items()):
+            finite = [v for v in vs if math.isfinite(v)]
+            out[k] = float(np.mean(finite)) if finite else float("nan")
         return out
 
 
@@ -173,7 +212,7 @@ def collect_runs(root: str | Path) -> list[RunResult]:
         if isinstance(loss, str):
             loss = {"name": loss}
         results.append(RunResult(d, config, summary, int(config.get("fold", 0)), str(loss.get("name")),
-                                 dict(loss.get("params") or {}), _read_cases(mfile)))
+                                 dict(loss.get("params") or {}), _read_cases(mfile), int(config.get("seed", 0) or 0)))
     return results
 
 
@@ -181,15 +220,16 @@ def group_arms(runs: Sequence[RunResult]) -> dict[str, Arm]:
     """Group runs by arm (loss + parameters), preserving first-seen order.
 
     Raises:
-        ValueError: if two finished runs of one arm have the same fold.
+        ValueError: if two finished runs of one arm have the same fold and seed.
     """
     arms: dict[str, Arm] = {}
     for r in runs:
         a = arms.setdefault(r.arm, Arm(r.arm, r.loss, dict(r.params)))
-        if r.fold in a.runs:
-            raise ValueError(f"arm {r.arm} has two finished runs of fold {r.fold}: "
-                             f"{a.runs[r.fold].run_dir} and {r.run_dir}")
-        a.runs[r.fold] = r
+        key = (r.fold, r.seed)
+        if key in a.replicates:
+            raise ValueError(f"arm {r.arm} has two finished runs of fold {r.fold}, seed {r.seed}: "
+                             f"{a.replicates[key].run_dir} and {r.run_dir}")
+        a.replicates[key] = r
     return arms
 
 

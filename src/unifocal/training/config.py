@@ -14,6 +14,8 @@ Keys (YAML; command-line flags override, see ``docs/training.md``)::
                           # cases, as nnU-Net's fold "all"; the final model, no held-out estimate)
     n_folds: 5
     split_seed: 0
+    group_duplicates: true  # keep near-duplicate cases in one fold when the split is made (grouped
+                          # k-fold; docs/data.md, "Near-duplicates")
     seed: 0
     device: auto | cpu | cuda
     amp: false
@@ -79,6 +81,7 @@ class TrainConfig:
     fold: int | str = 0
     n_folds: int = 5
     split_seed: int = 0
+    group_duplicates: bool = True
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -104,7 +107,7 @@ class TrainConfig:
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "scheme": (str,), "epochs": (int,), "batch_size": (int,), "fold": (int, str), "n_folds": (int,),
-    "split_seed": (int,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
+    "split_seed": (int,), "group_duplicates": (bool,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
     "augment": (bool,), "overlap": (float, int), "lr": (float, int), "momentum": (float, int), "adam_schedule": (str,),
     "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
     "patience": (int,), "lr_patience": (int,), "diagnostics": (bool,), "stop_after": (int,),

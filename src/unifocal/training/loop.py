@@ -458,7 +458,8 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
         val_ids = list(train_ids)
     else:
         splits_dir = Path(cfg.splits_dir) if cfg.splits_dir else run_dir
-        folds = get_splits(ctx.dataset, splits_dir, n_folds=cfg.n_folds, seed=cfg.split_seed)
+        folds = get_splits(ctx.dataset, splits_dir, n_folds=cfg.n_folds, seed=cfg.split_seed,
+                           group_duplicates=cfg.group_duplicates)
         train_ids, val_ids = list(folds[cfg.fold]["train"]), list(folds[cfg.fold]["val"])
     atomic_write_json(run_dir / "split.json", {"fold": cfg.fold, "train": train_ids, "val": val_ids})
     if not train_ids or not val_ids:
