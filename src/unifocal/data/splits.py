@@ -39,8 +39,8 @@ def make_folds(ids: list[str], n_folds: int = 5, seed: int = 0,
             refused; an id in two groups joins them).
 
     Returns:
-        ``[{"train": [...], "val": [...]}, ...]`` (each list sorted); with groups, each fold also has
-        ``"groups"``: the groups of two or more whose members are in its validation set.
+        ``[{"train": [...], "val": [...]}, ...]`` (each list sorted); a fold whose validation set holds
+        groups of two or more also has ``"groups"``: those groups.
 
     Raises:
         ValueError: duplicate ids, an impossible number of folds, or a group naming an unknown case.
@@ -67,7 +67,7 @@ def make_folds(ids: list[str], n_folds: int = 5, seed: int = 0,
         val = sorted(members[k])
         vs = set(val)
         fold: dict[str, Any] = {"train": [i for i in ids if i not in vs], "val": val}
-        if groups:
+        if fold_groups[k]:
             fold["groups"] = sorted(fold_groups[k], key=lambda g: g[0])
         folds.append(fold)
     return folds
