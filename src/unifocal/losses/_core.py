@@ -272,17 +272,46 @@ class Prepared:
         return per_row.view(-1, self.channels).mean(1)
 
 
-# --- value checks: ValueError in eager mode, in-graph assertions under torch.compile ---------------
+# --- value checks: ValueError where reading a value is free, asynchronous assertions elsewhere -----
 
-def _require(ok: Tensor, message: str, detail: Callable[[], str] | None = None) -> None:
-    """Raise ``ValueError(message + detail())`` unless the boolean tensor ``ok`` is true.
+def _asynchronous(t: Tensor) -> bool:
+    """Whether value checks on ``t`` assert asynchronously instead of reading the value.
 
-    While ``torch.compile`` traces, the check becomes ``torch._assert_async`` (no graph break; a
-    failure raises ``RuntimeError(message)``), since reading the value would split the graph.
+    Reading a CPU tensor costs nothing, so on CPU the checks raise a ``ValueError`` at once. On CUDA,
+    reading a value is a host synchronisation, and while ``torch.compile`` traces it would split the
+    graph; there the check becomes ``torch._assert_async`` (``docs/losses.md``, "Input checks").
+    Other devices (MPS, XPU, ...) read the value as on CPU.
     """
-    if torch.compiler.is_compiling():
-        torch._assert_async(ok, message)
-    elif not bool(ok):
+    return t.device.type == "cuda" or torch.compiler.is_compiling()
+
+
+def _extrema(t: Tensor) -> tuple[Tensor, Tensor] | tuple[float, float]:
+    """``(min, max)`` of ``t`` in one pass: Python numbers where reading them is free, else tensors."""
+    lo, hi = torch.aminmax(t.detach())
+    return (lo, hi) if _asynchronous(t) else (lo.item(), hi.item())
+
+
+def _finite(lo: Tensor | float, hi: Tensor | float) -> Tensor | bool:
+    """NaN and +-Inf show in the minimum or the maximum."""
+    if isinstance(lo, Tensor):
+        return torch.isfinite(lo) & torch.isfinite(hi)
+    return math.isfinite(lo) and math.isfinite(hi)
+
+
+def _require(ok: Tensor | bool, message: str, detail: Callable[[], str] | None = None) -> None:
+    """Raise ``ValueError(message + detail())`` unless ``ok`` (a bool or a boolean tensor) is true.
+
+    A tensor condition on CUDA, or while ``torch.compile`` traces, becomes ``torch._assert_async``
+    (:func:`_asynchronous`): no host synchronisation and no graph break; a failure raises a
+    ``RuntimeError`` (under ``torch.compile`` with this message; on CUDA as a device-side assertion
+    at a later synchronisation, which leaves the CUDA context unusable).
+    """
+    if isinstance(ok, Tensor):
+        if _asynchronous(ok):
+            torch._assert_async(ok, message)
+            return
+        ok = bool(ok)
+    if not ok:
         raise ValueError(message + (detail() if detail is not None else ""))
 
 
@@ -292,8 +321,7 @@ def _sum_tol(dtype: torch.dtype) -> float:
 
 def _check_sums_to_one(v: Tensor, tol: float, what: str, hint: str) -> None:
     """Raise unless every position of ``v`` ``(B, C, ...)`` sums to one over ``C`` (within ``tol``)."""
-    s = v.sum(1)
-    lo, hi = torch.aminmax(s.detach())
+    lo, hi = _extrema(v.sum(1))
     _require((lo >= 1.0 - tol) & (hi <= 1.0 + tol),
              f"{what} must sum to one over the {v.shape[1]} channels at every position; {hint}",
              lambda: f" (sums found in [{float(lo):.4g}, {float(hi):.4g}])")
@@ -336,9 +364,9 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
     k = max(c, 2)
     # float64 stays float64 (gradcheck, re-derivations); every other dtype is computed in float32
     x = pred if pred.dtype == torch.float64 else pred.float()
-    if validate:
-        lo, hi = torch.aminmax(x.detach())  # one pass, no temporary: NaN and +-Inf show in min or max
-        _require(torch.isfinite(lo) & torch.isfinite(hi), "pred contains NaN or Inf values")
+    if validate and x.numel():
+        lo, hi = _extrema(x)  # one pass, no temporary
+        _require(_finite(lo, hi), "pred contains NaN or Inf values")
         if kind == "probs":
             _require((lo >= 0) & (hi <= 1), "input='probs' needs probabilities in [0, 1]; pass input='logits' "
                      "for raw network scores", lambda: f" (got range [{float(lo)}, {float(hi)}])")
@@ -370,9 +398,9 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
                 raise ValueError(f"to_onehot_y=True expects labels of shape {(b, 1, *spatial)}, got a target with "
                                  f"{tc} channels; pass to_onehot_y=False for a one-hot target")
             g = target.to(x.dtype)
-            if validate:
-                glo, ghi = torch.aminmax(g)
-                _require(torch.isfinite(glo) & torch.isfinite(ghi), "target contains NaN or Inf values")
+            if validate and g.numel():
+                glo, ghi = _extrema(g)
+                _require(_finite(glo, ghi), "target contains NaN or Inf values")
                 _require((glo >= 0) & (ghi <= 1), "one-hot / soft target values must lie in [0, 1]",
                          lambda: f" (got range [{float(glo)}, {float(ghi)}])")
                 if c > 1:
@@ -400,7 +428,7 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
             n_valid = valid.sum(1).clamp_min(1.0)
             labels = labels.masked_fill(~vmask, 0)
         if validate and labels.numel():
-            llo, lhi = torch.aminmax(labels)
+            llo, lhi = _extrema(labels)
             ign = "" if ii is None else f" (ignore_index={ii})"
             _require((llo >= 0) & (lhi < k), f"target labels must lie in [0, {k}) for {k} classes{ign}",
                      lambda: f": target label {int(llo) if llo < 0 else int(lhi)} is outside")

@@ -118,12 +118,13 @@ def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms, pool: tuple[bool, int]) -> Tensor:
+                terms: Terms) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        ctx.set_materialize_grads(False)
         b, k, _ = x.shape
         ps, lse, spare = _softmax_parts(x)
         lf = labels.to(x.dtype)
         masks = _Masks(lf, valid)
-        out = torch.zeros(b, device=x.device, dtype=x.dtype)
+        dist = None
         h = pt = None
         if terms.coef:
             logpt = masks.dot(list(x.unbind(1)), torch.empty_like(lf))
@@ -181,7 +182,7 @@ class _FusedLoss(torch.autograd.Function):
                 h.mul_(w_t)
             if valid is not None:
                 h.mul_(valid)  # (f is already 0 at ignored positions: logpt is)
-            out = out - terms.coef * (f.sum(-1) / n_valid)
+            dist = f.sum(-1).div_(n_valid).mul_(-terms.coef)
         tp = psum = count = None
         if terms.regions:
             buf = lse  # free by now: Σ m·p through one scratch buffer, no fresh product per class
@@ -195,27 +196,33 @@ class _FusedLoss(torch.autograd.Function):
                                dim=1)
             if pt is None:
                 pt = masks.dot(ps, torch.empty_like(lf))
-            out = out + spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), b)
-        ctx.save_for_backward(*ps, lf, pt, valid, n_valid, h, tp, psum, count)
-        ctx.terms, ctx.pool, ctx.k = terms, pool, k
-        return out
+        ctx.save_for_backward(*ps, lf, pt, valid, n_valid, h)
+        ctx.terms, ctx.k = terms, k
+        return _outputs(ctx, x, dist, tp, psum, count)
 
     @staticmethod
     @_first_derivative_only
     @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, g_dist: Tensor | None, dtp: Tensor | None, dps: Tensor | None,
+                 _g_count: Tensor | None) -> tuple[Tensor | None, ...]:
         k = ctx.k
         saved = ctx.saved_tensors
         ps = list(saved[:k])
-        lf, pt, valid, n_valid, h, tp, psum, count = saved[k:]
+        lf, pt, valid, n_valid, h = saved[k:]
         masks = _Masks(lf, valid)
         terms: Terms = ctx.terms
         b = ps[0].shape[0]
         # u: subtracted from every class's p-weighted gradient; e: added at the target class
-        scale = None if h is None else (terms.coef * grad_out / n_valid).unsqueeze(1)
+        if h is not None and g_dist is not None:
+            scale = (g_dist * (terms.coef / n_valid)).unsqueeze(1)
+        else:
+            h = scale = None
+        if h is None and dtp is None and dps is None:
+            return None, None, None, None, None
         cols = None
-        if terms.regions:
-            dtp, dps = _region_grads(terms, tp, psum, count, ctx.pool, grad_out)
+        if dtp is not None or dps is not None:
+            dtp = dtp if dtp is not None else torch.zeros_like(dps)
+            dps = dps if dps is not None else torch.zeros_like(dtp)
             e = torch.zeros_like(pt)
             for c, col in enumerate(dtp.unsqueeze(-1).unbind(1)):
                 e.addcmul_(masks.get(c), col)
@@ -241,18 +248,17 @@ class _FusedLoss(torch.autograd.Function):
             else:
                 torch.mul(valid, cols[c], out=g).sub_(u).mul_(ps[c])
             g.addcmul_(masks.get(c), e)
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None
 
 
-def _region_grads(terms: Terms, tp: Tensor, psum: Tensor, count: Tensor, pool: tuple[bool, int],
-                  grad_out: Tensor) -> tuple[Tensor, Tensor]:
-    """``(∂R/∂TP, ∂R/∂ΣP)`` per sample and class, ``(B, K)``, by autograd on the tiny statistics."""
-    with torch.enable_grad():
-        tp_ = tp.detach().requires_grad_(True)
-        ps_ = psum.detach().requires_grad_(True)
-        r = spread(terms.region_value(*pooled_stats(tp_, ps_, count, *pool)), grad_out.shape[0])
-        dtp, dps = torch.autograd.grad((r * grad_out).sum(), [tp_, ps_])
-    return dtp, dps
+def _outputs(ctx: Any, x: Tensor, dist: Tensor | None, tp: Tensor | None, psum: Tensor | None,
+             count: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The four outputs of a fused function; missing ones are empty and marked non-differentiable."""
+    b, k = x.shape[0], x.shape[1]
+    out = [dist if dist is not None else x.new_zeros(b)]
+    out += [tp, psum, count] if tp is not None else [x.new_zeros(b, k) for _ in range(3)]
+    ctx.mark_non_differentiable(*[t for t, given in zip(out, (dist, tp, psum, None), strict=True) if given is None])
+    return tuple(out)  # type: ignore[return-value]
 
 
 class _FusedBinaryLoss(torch.autograd.Function):
@@ -267,9 +273,10 @@ class _FusedBinaryLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms, pool: tuple[bool, int]) -> Tensor:
+                terms: Terms) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         # in place wherever possible: on CPU, first-touch page faults of fresh buffers cost more than
         # the arithmetic
+        ctx.set_materialize_grads(False)
         b, _, n = x.shape
         z = torch.sub(x[:, 1], x[:, 0])
         m1 = labels.to(x.dtype)  # ignored positions carry label 0, so m1 is already 0 there
@@ -285,8 +292,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
             psum = torch.stack([nv - ps1, ps1], 1)
             count = torch.stack([nv - c1, c1], 1)
             dp1 = p1.addcmul_(p1, p1, value=-1.0)  # σ'(z) = p1 (1 - p1): all the backward pass needs
-        out = torch.zeros(b, device=x.device, dtype=x.dtype)
-        d_dz = None
+        dist = d_dz = None
         if terms.coef:
             sign = torch.mul(m1, 2.0, out=buf).sub_(1.0)
             a = z.mul_(sign)  # the logit signed towards the target: p_t = σ(a)
@@ -321,25 +327,27 @@ class _FusedBinaryLoss(torch.autograd.Function):
             if valid is not None:
                 f.mul_(valid)
                 d_da.mul_(valid)
-            out = out - terms.coef * (f.sum(-1) / n_valid)
+            dist = f.sum(-1).div_(n_valid).mul_(-terms.coef)
             d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
-        if terms.regions:
-            out = out + spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), b)
-        ctx.save_for_backward(d_dz, dp1, m1, valid, tp, psum, count)
-        ctx.terms, ctx.pool, ctx.shape = terms, pool, x.shape
-        return out
+        ctx.save_for_backward(d_dz, dp1, m1, valid)
+        ctx.shape = x.shape
+        return _outputs(ctx, x, dist, tp, psum, count)
 
     @staticmethod
     @_first_derivative_only
     @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        d_dz, dp1, m1, valid, tp, psum, count = ctx.saved_tensors
-        terms: Terms = ctx.terms
+    def backward(ctx: Any, g_dist: Tensor | None, dtp: Tensor | None, dps: Tensor | None,
+                 _g_count: Tensor | None) -> tuple[Tensor | None, ...]:
+        d_dz, dp1, m1, valid = ctx.saved_tensors
+        if g_dist is None:
+            d_dz = None
+        if d_dz is None and dtp is None and dps is None:
+            return None, None, None, None, None
         grad = torch.empty(ctx.shape, dtype=m1.dtype, device=m1.device)
         dz = grad[:, 1]  # everything is accumulated in place in the output buffer
-        go = grad_out.unsqueeze(1)
-        if terms.regions:
-            dtp, dps = _region_grads(terms, tp, psum, count, ctx.pool, grad_out)
+        if dtp is not None or dps is not None:
+            dtp = dtp if dtp is not None else torch.zeros_like(dps)
+            dps = dps if dps is not None else torch.zeros_like(dtp)
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
             torch.mul(m1, beta, out=dz)
@@ -349,15 +357,25 @@ class _FusedBinaryLoss(torch.autograd.Function):
                 dz.addcmul_(valid, alpha)
             dz.mul_(dp1)
             if d_dz is not None:
-                dz.addcmul_(d_dz, go)
+                dz.addcmul_(d_dz, g_dist.unsqueeze(1))
         else:
-            torch.mul(d_dz, go, out=dz)
+            torch.mul(d_dz, g_dist.unsqueeze(1), out=dz)
         torch.neg(dz, out=grad[:, 0])
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None
 
 
 def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
-    """Per-sample loss ``(B,)`` for logits with integer labels (see the module docstring)."""
+    """Per-row loss ``(B',)`` for logits with integer labels (see the module docstring).
+
+    The fused function returns the distribution term and the per-class statistics ``(TP, ΣP, Σg)``;
+    the region terms of those tiny ``(B', K)`` tensors are plain autograd, so their gradients reach
+    the fused backward pass directly as ``(∂R/∂TP, ∂R/∂ΣP)``, with no autograd call of its own.
+    """
     fn = _FusedBinaryLoss if prep.num_classes == 2 else _FusedLoss
-    return fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms, (bool(prep.common["batch"]), prep.channels))
+    dist, tp, psum, count = fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms)
+    if not terms.regions:
+        return dist
+    region = spread(terms.region_value(*pooled_stats(tp, psum, count, prep.common["batch"], prep.channels)),
+                    prep.batch_size)
+    return dist + region if terms.coef else region
 
