@@ -90,8 +90,9 @@ def test_report_page_and_figures(tmp_path):
               "figures/fig2_loss_curves.png", "figures/fig2_loss_curves.pdf",
               "figures/sensitivity_1.png", "figures/sensitivity_1.pdf"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
-    # fig2, sensitivity, 5 arms' learning curves, every arm's curves on fold 0
-    assert len(rep.figures) == 2 + 5 + 1 and "curves_fold0" in rep.figures
+    # fig2, sensitivity, 5 arms' learning curves, every arm's curves on fold 0, the critical-difference diagram
+    assert len(rep.figures) == 2 + 5 + 1 + 1 and "curves_fold0" in rep.figures and "cd_diagram" in rep.figures
+    assert "Friedman test over the networks" in (out / "statistics.md").read_text()
     assert (out / "figures/fig2_loss_curves.pdf").read_bytes()[:4] == b"%PDF"
     assert Image.open(out / "figures/sensitivity_1.png").size[0] > 500
     page = (out / "report.md").read_text()

@@ -176,6 +176,9 @@ def report(
                                           "recorded path is not on this machine (default $UNIFOCAL_DATA)."),
     complete_folds: bool | None = typer.Option(None, "--complete-folds/--all-folds", help="Compare the losses "
                                                "on the folds every loss has finished (default: all folds)."),
+    duplicates: Path | None = typer.Option(None, "--duplicates", help="A duplicates.json (unifocal data "
+                                           "duplicates): leave out every validation case with a near-duplicate "
+                                           "on its run's training side (leak-free re-analysis)."),
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), Wilcoxon tests and figures from the finished runs only.
 
@@ -186,7 +189,7 @@ def report(
         rep = make_report(runs_dir, output, unit=unit, reference=reference, include_background=include_background,
                           figures=figures, overlays=overlays, case_id=case, lambda_axis=lambda_axis,
                           formats=tuple(fmt) if fmt else None, paper=paper, data_root=data_root,
-                          complete_folds=complete_folds)
+                          complete_folds=complete_folds, duplicates=duplicates)
     typer.echo(rep.table.to_markdown())
     for n in rep.notes:
         typer.echo(f"note: {n}")

@@ -11,6 +11,8 @@
   block of the network in the first and last epoch, that of the deepest block and the head per epoch,
   and the predicted (pixels and mean probability) against the true foreground share of the validation
   cases per epoch.
+* :func:`cd_diagram`: the critical-difference diagram (Demšar 2006) of the losses' mean ranks over the
+  trained networks, with the Nemenyi critical difference.
 * :func:`overlay_figure`: the paper's Fig. 3, one case's segmentation by each loss beside the ground
   truth, with contours and a magnified inset, from the runs' saved ``predictions/``.
 """
@@ -32,6 +34,7 @@ from unifocal.study.plan import table2_lambda
 from unifocal.study.results import METRICS, Arm, aggregate
 
 __all__ = [
+    "cd_diagram",
     "choose_overlay_case",
     "deepest_block",
     "diagnostics_figure",
@@ -538,4 +541,59 @@ def overlay_figure(arms: dict[str, Arm], order: Sequence[str], titles: dict[str,
         axes[j // ncol, j % ncol].axis("off")
     fig.suptitle(f"Case {case_id}: ground truth (green contour) and prediction (red, shaded)")
     fig.tight_layout()
+    return save_figure(fig, out_stem, formats)
+
+
+def cd_diagram(ranks: dict[str, float], cd: float, titles: dict[str, str], out_stem: str | Path,
+               formats: Sequence[str] = ("png", "pdf"), title: str | None = None) -> list[Path]:
+    """The critical-difference diagram of Demšar (2006, Fig. 1): the mean rank of every loss on an axis
+    (1 = best, on the left), the Nemenyi critical difference as a bar above it, and a thick line joining
+    each maximal group of losses whose mean ranks lie within one critical difference (not told apart).
+
+    Args:
+        ranks: ``{arm: mean rank}`` (:func:`unifocal.study.statistics.mean_ranks`).
+        cd: the critical difference (:func:`unifocal.study.statistics.nemenyi_cd`).
+        titles: display names of the arms.
+        out_stem: output path without extension.
+        formats: file formats.
+        title: a caption above the axis.
+    """
+    names = sorted(ranks, key=lambda n: ranks[n])
+    k = len(names)
+    lo, hi = 1, max(k, 2)
+    fig = Figure(figsize=(7.5, 1.6 + 0.32 * k))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_xlim(lo - 0.3, hi + 0.3)
+    ax.set_ylim(-(((k + 1) // 2) * 0.55 + 0.7), 2.2)
+    ax.axis("off")
+    ax.hlines(0, lo, hi, color="black", lw=1)
+    for r in range(lo, hi + 1):
+        ax.vlines(r, 0, 0.15, color="black", lw=1)
+        ax.text(r, 0.3, str(r), ha="center", va="bottom", fontsize=9)
+    ax.hlines(1.3, lo, lo + cd, color="black", lw=1.5)
+    ax.vlines([lo, lo + cd], 1.2, 1.4, color="black", lw=1.5)
+    ax.text(lo + cd / 2, 1.5, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    half = (k + 1) // 2
+    for i, n in enumerate(names):
+        x = ranks[n]
+        left = i < half
+        row = -(i + 1) if left else -(k - i)
+        y = row * 0.55 - 0.3
+        xt = lo - 0.25 if left else hi + 0.25
+        ax.plot([x, x, xt], [0, y, y], color="0.3", lw=0.8)
+        ax.text(xt - 0.05 if left else xt + 0.05, y, f"{titles.get(n, n)} ({x:.2f})", ha="right" if left else "left",
+                va="center", fontsize=9)
+    # maximal cliques: runs of consecutive losses (by rank) spanning less than the critical difference
+    cliques = []
+    for i in range(k):
+        j = i
+        while j + 1 < k and ranks[names[j + 1]] - ranks[names[i]] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in cliques):
+            cliques.append((i, j))
+    for c, (i, j) in enumerate(cliques):
+        y = -0.15 - 0.12 * (c + 1)
+        ax.hlines(y, ranks[names[i]] - 0.03, ranks[names[j]] + 0.03, color="black", lw=3)
+    if title:
+        ax.set_title(title, fontsize=10)
     return save_figure(fig, out_stem, formats)

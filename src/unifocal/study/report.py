@@ -16,6 +16,11 @@ folder whose ``summary.json`` says ``finished`` (whichever runner wrote it), and
   validation DSC (:mod:`unifocal.study.convergence`), and
   ``figures/learning_curves_fold<k>.{png,pdf}``: every arm's curves on the first fold all arms have,
   and ``figures/diagnostics_fold<k>`` from runs trained with ``diagnostics: true``;
+* ``statistics.md``: the model-level statistics, the trained network as the unit
+  (:mod:`unifocal.study.statistics`): the noise floor (seed-to-seed spread), each loss against the
+  reference with a hierarchical bootstrap interval, Holm-corrected p and a verdict in a fixed
+  vocabulary, the mean ranks over networks with the Friedman test and Nemenyi critical difference, and
+  the power the study had; ``figures/cd_diagram.{png,pdf}``: the critical-difference diagram;
 * ``paper.md`` (with ``paper``): the table beside one of the paper's published tables
   (:mod:`unifocal.study.paper`);
 * ``report.md`` and ``report.html``: one page with the tables and figures.
@@ -36,6 +41,7 @@ from typing import Any
 from unifocal._atomic import atomic_write_text
 from unifocal.study.convergence import convergence_markdown, convergence_rows
 from unifocal.study.figures import (
+    cd_diagram,
     diagnostics_figure,
     fig2_loss_curves,
     find_sweeps,
@@ -44,10 +50,11 @@ from unifocal.study.figures import (
     overlay_figure,
     sensitivity_figure,
 )
-from unifocal.study.results import Arm, collect_runs, group_arms
+from unifocal.study.results import Arm, RunResult, collect_runs, group_arms
+from unifocal.study.statistics import model_level, model_level_markdown
 from unifocal.study.tables import ResultTable, build_table, per_fold_markdown, write_tables
 
-__all__ = ["REPORT_SETTINGS_FILE", "Report", "complete_fold_arms", "make_report", "report_settings"]
+__all__ = ["REPORT_SETTINGS_FILE", "Report", "complete_fold_arms", "exclude_leaked", "make_report", "report_settings"]
 
 
 @dataclass
@@ -98,13 +105,14 @@ def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> 
 
 REPORT_SETTINGS_FILE = "report.yaml"
 _SETTINGS = {"unit": "folds", "reference": None, "include_background": False, "case_id": None, "overlays": True,
-             "lambda_axis": "table2", "formats": ("png", "pdf"), "paper": None, "complete_folds": False}
+             "lambda_axis": "table2", "formats": ("png", "pdf"), "paper": None, "complete_folds": False,
+             "duplicates": None}
 
 
 def report_settings(runs_dir: str | Path) -> dict[str, Any]:
     """The study's own report settings: ``<runs_dir>/report.yaml`` (keys of :func:`make_report`: ``unit``,
     ``reference``, ``include_background``, ``case_id``, ``overlays``, ``lambda_axis``, ``formats``,
-    ``paper``, ``complete_folds``) over
+    ``paper``, ``complete_folds``, ``duplicates``) over
     the defaults. A committed study folder carries it, so that ``unifocal study report <folder>``
     rebuilds its committed tables and figures with no further option.
 
@@ -130,7 +138,7 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                 figures: bool = True, overlays: bool | None = None, case_id: str | None = None,
                 lambda_axis: str | None = None, formats: Sequence[str] | None = None,
                 digits: int = 3, paper: str | None = None, data_root: str | Path | None = None,
-                complete_folds: bool | None = None) -> Report:
+                complete_folds: bool | None = None, duplicates: str | Path | None = None) -> Report:
     """Write the tables, figures and report page of the finished runs under ``runs_dir``.
 
     Settings left ``None`` come from the study's ``report.yaml`` (:func:`report_settings`), else from
@@ -155,6 +163,9 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
             study run in several sittings reports a balanced table while its last fold is under way;
             the finished runs of the other folds are named in the notes and still appear in the
             convergence table (:func:`complete_fold_arms`).
+        duplicates: a ``duplicates.json`` (``unifocal data duplicates``; relative to ``runs_dir``): every
+            validation case with a near-duplicate on its run's training side is left out of every table
+            (:func:`exclude_leaked`), for the leak-free re-analysis of a study whose folds were not grouped.
 
     Returns:
         A :class:`Report`.
@@ -166,13 +177,25 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
     st = report_settings(runs_dir)
     given = {"unit": unit, "reference": reference, "include_background": include_background, "case_id": case_id,
              "overlays": overlays,
-             "lambda_axis": lambda_axis, "formats": formats, "paper": paper, "complete_folds": complete_folds}
+             "lambda_axis": lambda_axis, "formats": formats, "paper": paper, "complete_folds": complete_folds,
+             "duplicates": duplicates}
     st.update({k: v for k, v in given.items() if v is not None})
     unit, reference, include_background, case_id = st["unit"], st["reference"], st["include_background"], st["case_id"]
     lambda_axis, formats, paper, overlays = st["lambda_axis"], tuple(st["formats"]), st["paper"], st["overlays"]
     runs = collect_runs(runs_dir)
     if not runs:
         raise ValueError(f"no finished run folder (summary.json with status finished) under {runs_dir}")
+    leak_note = None
+    if st["duplicates"] is not None:
+        from unifocal.data.duplicates import load_duplicates
+
+        dup = Path(st["duplicates"])
+        dup = dup if dup.is_absolute() else runs_dir / dup
+        if not dup.is_file():
+            raise ValueError(f"duplicates file {dup} does not exist (write it with unifocal data duplicates)")
+        n_left, n_cases = exclude_leaked(runs, load_duplicates(dup))
+        leak_note = (f"Leak-free re-analysis: {n_left} of {n_cases} validation cases (over all runs) have a "
+                     f"near-duplicate in their run's training set ({dup.name}) and are left out of every table.")
     all_arms = group_arms(runs)
     arms, left_out = complete_fold_arms(all_arms) if st["complete_folds"] else (all_arms, {})
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -180,6 +203,8 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                         digits=digits)
     rep = Report(out, table, write_tables(table, out, "table"), n_runs=len(runs),
                  wall_time_s=float(sum(float(r.summary.get("wall_time_s") or 0.0) for r in runs)))
+    if leak_note:
+        rep.notes.append(leak_note)
     if left_out:
         common = ", ".join(map(str, sorted(next(iter(arms.values())).runs)))
         rep.notes.append(
@@ -190,6 +215,11 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
             + " (in the convergence table).")
     rep.extra["per_fold"] = per_fold_markdown(arms, table)
     atomic_write_text(out / "per_fold.md", rep.extra["per_fold"])
+    levels = [model_level(arms, table.rows, table.reference, c) for c in table.classes]
+    rep.extra["statistics"] = "\n".join(
+        model_level_markdown(ml, table.titles, table.rows, class_title=ml.cls if len(levels) > 1 else None)
+        for ml in levels)
+    atomic_write_text(out / "statistics.md", rep.extra["statistics"])
     conv = convergence_rows(all_arms, table.rows)
     rep.extra["convergence"] = convergence_markdown(conv, table.titles)
     atomic_write_text(out / "convergence.md", rep.extra["convergence"])
@@ -210,6 +240,12 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                                    formats)
             if p:
                 rep.figures[f"diagnostics_fold{folds[0]}"] = p
+        for ml in levels:
+            if ml.cd is not None:
+                stem = "cd_diagram" if len(levels) == 1 else f"cd_diagram_{ml.cls}"
+                rep.figures[stem] = cd_diagram(ml.ranks, ml.cd, table.titles, figs / stem, formats,
+                                               title=f"{len(ml.blocks)} networks" + (f", {ml.cls}" if len(levels) > 1
+                                                                                     else ""))
         rep.figures["fig2"] = fig2_loss_curves(figs / "fig2_loss_curves", formats=formats)
         if find_sweeps(arms):
             for c in table.classes:
@@ -235,6 +271,35 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                 rep.notes.append(f"Fig. 3 skipped: {e}")
     _write_pages(rep, runs_dir)
     return rep
+
+
+def exclude_leaked(runs: Sequence[RunResult], groups: Sequence[Sequence[str]]) -> tuple[int, int]:
+    """Leave out, in place, every validation case of a run that has a near-duplicate (a member of its
+    group) in that run's training set (its ``split.json``).
+
+    Returns:
+        ``(cases left out, validation cases)`` summed over the runs.
+
+    Raises:
+        ValueError: a run without its ``split.json``.
+    """
+    import json
+
+    group_of = {c: set(g) for g in groups for c in g}
+    left = total = 0
+    for r in runs:
+        f = r.run_dir / "split.json"
+        if not f.is_file():
+            raise ValueError(f"run {r.run_dir} lacks split.json: cannot tell which cases leaked")
+        train = set(json.loads(f.read_text()).get("train", []))
+        ids = {cid for per in r.cases.values() for cid in per}
+        leaked = {c for c in ids if (group_of.get(c, set()) - {c}) & train}
+        for per in r.cases.values():
+            for c in leaked:
+                per.pop(c, None)
+        left += len(leaked)
+        total += len(ids)
+    return left, total
 
 
 def complete_fold_arms(arms: dict[str, Arm]) -> tuple[dict[str, Arm], dict[int, list[str]]]:
@@ -277,12 +342,17 @@ def _write_pages(rep: Report, runs_dir: Path) -> None:
             f"<p>{html.escape(compute)}</p>", "<h2>Results</h2>",
             t.to_html()]
     md += ["Files: " + ", ".join(f"[{k}]({_rel(v, out)})" for k, v in rep.tables.items()), ""]
-    for key, title in (("per_fold", "Per fold, and per case against the reference"), ("paper", "Beside the paper"),
+    for key, title in (("per_fold", "Per fold, and per case against the reference"),
+                       ("statistics", "Model-level statistics: noise floor, verdicts, ranks, power"),
+                       ("paper", "Beside the paper"),
                        ("convergence", "Convergence of every run")):
         if key in rep.extra:
             md += [f"## {title}", "", rep.extra[key]]
             body += [f"<h2>{html.escape(title)}</h2>", f"<pre>{html.escape(rep.extra[key])}</pre>"]
-    sections = [("fig2", "Fig. 2: loss components against the probability of the true class"),
+    sections = [*[(k, "Critical-difference diagram (Friedman / Nemenyi, Demšar 2006)"
+                   + (f", class {k[len('cd_diagram_'):]}" if k != "cd_diagram" else ""))
+                  for k in rep.figures if k.startswith("cd_diagram")],
+                ("fig2", "Fig. 2: loss components against the probability of the true class"),
                 *[(k, f"Sensitivity ({k.split('_', 1)[1]})") for k in rep.figures if k.startswith("sensitivity_")],
                 ("fig3", "Fig. 3: segmentations per loss"),
                 *[(k, f"Learning curves of every loss, fold {k[len('curves_fold'):]}")

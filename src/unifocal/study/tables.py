@@ -315,7 +315,7 @@ def per_fold_markdown(arms: dict[str, Arm], table: ResultTable, metric: str = "d
             have = [r for r in table.rows if math.isfinite(means[r].get(k, float("nan")))]
             if not have:
                 continue
-            rk = rankdata([-round(means[r][k], table.digits) for r in have])
+            rk = rankdata([-means[r][k] for r in have])  # unrounded: a tie in print is not a tie
             for r, v in zip(have, rk):
                 ranks[r].append(float(v))
             best[k] = {r for r, v in zip(have, rk) if v == rk.min()}
@@ -341,8 +341,9 @@ def per_fold_markdown(arms: dict[str, Arm], table: ResultTable, metric: str = "d
                     row += [f"{float(np.median(d)):+.{table.digits}f}" if d.size else "–",
                             f"{int((d > 0).sum())} / {int((d < 0).sum())}"]
             lines.append("| " + " | ".join(row) + " |")
-        cap = (f"Mean {METRIC_TITLES[metric]} of each fold's validation cases; best of each fold in bold; mean "
-               f"rank over the folds (1 = best).")
+        cap = (f"Mean {METRIC_TITLES[metric]} of each fold's validation cases (the mean over its seeds where a "
+               f"fold has several); best of each fold in bold; mean rank over the folds (1 = best; ranks of the "
+               f"unrounded values).")
         if ref is not None:
             cap += (f" Δ: median over the paired validation cases (all folds) of the per-case "
                     f"{METRIC_TITLES[metric]} of the loss minus that of {table.titles[ref]}, and the number of "
