@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -19,13 +20,31 @@ from typing import IO, Any
 __all__ = ["atomic_write", "atomic_write_csv", "atomic_write_json", "atomic_write_text"]
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # the only way to read the umask is to set it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(f)`` fills a temporary file that then replaces ``path``."""
+    """Write ``path`` atomically: ``write(f)`` fills a temporary file that then replaces ``path``.
+
+    The file gets the permissions of a plainly created file (``0o666`` less the umask), not the
+    ``0o600`` of the temporary file. An error names ``path``, never the temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -33,7 +52,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:  # name the file (e.g. a full disk)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # name the file (e.g. a full disk)
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 

@@ -45,7 +45,10 @@ _register_all()
 def main() -> None:
     """Console entry point (called by :func:`unifocal.__main__.main`): file-system errors (full disk, permissions) end with a message, status 1."""
     import sys
+    import warnings
 
+    # a warning is one line on stderr, as an error is (not the file and source line that raised it)
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         app()
     except OSError as exc:  # the run folder keeps its last complete checkpoint (atomic writes)
@@ -54,8 +57,17 @@ def main() -> None:
 
 
 def os_error_message(exc: OSError) -> str:
-    """The one-line message of a file-system error (full disk, permissions), naming the file."""
+    """The one-line message of a file-system error (full disk, permissions), naming the file.
+
+    A full disk (or quota) says to free space and rerun (an interrupted run resumes from its last
+    complete checkpoint); a permission or read-only error says to choose a writable folder.
+    """
+    import errno
+
     where = f"{exc.filename}: " if exc.filename else ""
-    return (f"Error: cannot write or read {where}{exc.strerror or exc} (errno {exc.errno}). Free disk space "
-            f"or fix the permissions, then rerun the same command: an interrupted run resumes from its "
-            f"last complete checkpoint.")
+    what = f"{where}{exc.strerror or exc} (errno {exc.errno})"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"Error: cannot write or read {what}. Choose a writable output folder (-o) or fix the "
+                f"permissions of that file or folder.")
+    return (f"Error: cannot write or read {what}. Free disk space or fix the permissions, then rerun the "
+            f"same command: an interrupted run resumes from its last complete checkpoint.")

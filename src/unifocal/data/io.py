@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: The largest float32 value: every image is used in float32.
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _memory_bytes() -> int:
@@ -27,10 +29,13 @@ def _memory_bytes() -> int:
 
 
 def check_finite(arr: np.ndarray, path: str | Path) -> None:
-    """Refuse an image holding NaN or Inf values.
+    """Refuse an image holding NaN or Inf values, or values beyond the float32 range.
+
+    Images are used in float32: a value that is finite in float64 (a NIfTI ``scl_slope`` of 3e38)
+    but beyond ``±3.4e38`` would become ``inf`` there, so it is refused as well.
 
     Raises:
-        ValueError: naming ``path``, the number of non-finite values and the first one's index.
+        ValueError: naming ``path``, the number of bad values and the first one's index.
     """
     a = np.asarray(arr)
     if a.dtype.kind not in "fc":
@@ -41,19 +46,34 @@ def check_finite(arr: np.ndarray, path: str | Path) -> None:
         raise ValueError(f"{path}: {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at index {first} "
                          f"(value {a[first]}); fix or remove this file: a single NaN turns the normalised "
                          f"image into NaN")
+    if a.dtype.itemsize > 4 and a.size:
+        big = np.abs(a) > F32_MAX
+        if big.any():
+            first = tuple(int(i) for i in np.argwhere(big)[0])
+            raise ValueError(f"{path}: {int(big.sum())} value(s) beyond the float32 range (±{F32_MAX:.3g}) the "
+                             f"pipeline computes in, the first at index {first} (value {a[first]:.4g}); they would "
+                             f"become Inf: check the file's scaling (NIfTI scl_slope / scl_inter) or rescale it")
 
 
 def is_nifti(path: str | Path) -> bool:
-    """True when ``path`` ends in ``.nii`` or ``.nii.gz``."""
-    return str(path).endswith(NIFTI_SUFFIXES)
+    """True when ``path`` ends in ``.nii`` or ``.nii.gz`` (in any case: ``.NII.GZ``)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
 def strip_nifti_suffix(name: str) -> str:
     """``"case_0000.nii.gz"`` -> ``"case_0000"``."""
     for suf in NIFTI_SUFFIXES:
-        if name.endswith(suf):
+        if name.lower().endswith(suf):
             return name[: -len(suf)]
     return name
+
+
+class _AlphaError(Exception):
+    pass
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info)
 
 
 def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
@@ -71,7 +91,9 @@ def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: The file cannot be decoded (unreadable or truncated) or is not 2D.
+        ValueError: The file cannot be decoded (unreadable or truncated), is not 2D, or has transparent
+            pixels (an alpha channel below 255: converting to grey would drop it; fully opaque alpha
+            is dropped).
     """
     path = Path(path)
     if not path.is_file():
@@ -79,11 +101,21 @@ def read_png(path: str | Path, *, grayscale: bool = True) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
+            if grayscale and _has_alpha(im):
+                alpha = np.asarray(im.convert("RGBA").getchannel("A"))
+                if alpha.min() < 255:
+                    raise _AlphaError(f"{path}: the image has transparent pixels ({int((alpha < 255).sum())} of "
+                                      f"{alpha.size} with alpha < 255): their grey value would be read and the "
+                                      f"transparency lost (a mask drawn in the alpha channel would be read as "
+                                      f"its colour); flatten the image (e.g. save the mask as a grey-level PNG "
+                                      f"without alpha)")
             if grayscale and im.mode not in ("L", "I;16", "I;16B", "I", "1", "F"):  # float TIFF stays float
                 im = im.convert("L")
             elif im.mode == "1":
                 im = im.convert("L")
             arr = np.array(im)
+    except _AlphaError as exc:
+        raise ValueError(str(exc)) from None
     except Exception as exc:
         raise ValueError(f"{path}: unreadable or truncated image file ({exc or type(exc).__name__})") from exc
     if arr.ndim != 2:
@@ -119,7 +151,7 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, .
         raise ValueError(f"{path}: the header declares shape {shape} ({nbytes / 2**30:.1f} GiB of "
                          f"{img.get_data_dtype()}), more than this machine's memory; the header is corrupt or the "
                          f"volume must be cropped/resampled first")
-    if not str(path).endswith(".gz"):
+    if not str(path).lower().endswith(".gz"):
         offset = int(img.header.get("vox_offset", 0) or 0)
         if offset + nbytes > path.stat().st_size:
             raise ValueError(f"{path}: truncated NIfTI file: the header declares shape {shape} ({offset + nbytes} "

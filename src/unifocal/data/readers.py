@@ -301,9 +301,20 @@ def _binary_or_k(num_classes: int) -> dict[int, int]:
     return {k: k for k in range(num_classes)}
 
 
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    """``{stem: file}``; two files with one stem (``x.png`` beside ``x.jpg``) are refused, not one dropped."""
+    out: dict[str, Path] = {}
+    for p in files:
+        if p.stem in out:
+            raise ValueError(f"{out[p.stem]} and {p} have the same name: one case would silently replace the "
+                             f"other; keep one of them (or rename one)")
+        out[p.stem] = p
+    return out
+
+
 def _pairs_from_dirs(img_dir: Path, mask_dir: Path) -> list[CaseRecord]:
-    images = {p.stem: p for p in _listdir(img_dir, IMAGE_EXTS)}
-    masks = {p.stem: p for p in _listdir(mask_dir, IMAGE_EXTS)}
+    images = _by_stem(_listdir(img_dir, IMAGE_EXTS))
+    masks = _by_stem(_listdir(mask_dir, IMAGE_EXTS))
     for stem, p in sorted(images.items()):
         if stem not in masks:
             raise ValueError(f"{p}: image without mask (expected {mask_dir}/{stem}.png)")

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy import stats
 
 from unifocal.metrics import MeanCI, mean_ci
@@ -185,34 +184,66 @@ def _read_cases(path: Path) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+class RunList(list):
+    """The runs :func:`collect_runs` found, with ``skipped``: ``[(folder, reason)]`` of the folders under
+    the root holding a ``summary.json`` that are not finished runs (an evaluation folder, a run still
+    training), so that a report can say what it left out."""
+
+    skipped: list[tuple[Path, str]]
+
+
 def collect_runs(root: str | Path) -> list[RunResult]:
     """Every finished run folder under ``root`` (searched recursively), sorted by folder.
 
+    A folder is never dropped silently: a ``summary.json`` that cannot be read refuses the whole
+    collection (the ranking would change without a word), and the folders left out on purpose (an
+    ``unifocal evaluate`` folder, a run not finished) are listed in the result's ``skipped``.
+
     Raises:
-        ValueError: if ``root`` is not a folder, or a finished run lacks its ``config.yaml`` or
-            ``metrics_per_case.csv``.
+        ValueError: if ``root`` is not a folder, a ``summary.json`` is unreadable, or a finished run lacks
+            its ``config.yaml`` or ``metrics_per_case.csv`` or holds an unreadable one (each named).
     """
+    from unifocal.training.config import read_yaml_mapping
+
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"runs folder {root} does not exist")
-    results = []
+    results = RunList()
+    results.skipped = []
     for sfile in sorted(root.rglob("summary.json")):
+        d = sfile.parent
         try:
             summary = json.loads(sfile.read_text())
-        except (json.JSONDecodeError, OSError):
+            if not isinstance(summary, dict):
+                raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+        except (ValueError, OSError, RecursionError) as e:
+            raise ValueError(f"{sfile} is unreadable ({' '.join(str(e).split()) or type(e).__name__}): the run {d} "
+                             f"cannot be reported, and leaving it out would change the ranking without a word; "
+                             f"restore the file, or delete it and rerun `unifocal train -o {d}` with the run's "
+                             f"configuration (it evaluates checkpoints/best.pt again), or move {d} out of "
+                             f"{root}") from None
+        if summary.get("kind") == "evaluation" or (
+                "cases" in summary and "best_epoch" not in summary and not (d / "config.yaml").is_file()):
+            results.skipped.append((d, "an evaluation folder (unifocal evaluate), not a run"))
             continue
         if summary.get("status") != "finished":
+            results.skipped.append((d, f"not finished (status {summary.get('status')!r})"))
             continue
-        d = sfile.parent
         cfile, mfile = d / "config.yaml", d / "metrics_per_case.csv"
         if not cfile.is_file() or not mfile.is_file():
             raise ValueError(f"finished run {d} lacks config.yaml or metrics_per_case.csv")
-        config = yaml.safe_load(cfile.read_text()) or {}
+        config = read_yaml_mapping(cfile, "the run's configuration")
         loss = config.get("loss") or {}
         if isinstance(loss, str):
             loss = {"name": loss}
+        try:
+            cases = _read_cases(mfile)
+        except (ValueError, csv.Error, UnicodeDecodeError) as e:
+            msg = str(e) if str(mfile) in str(e) else f"{mfile}: {e}"
+            raise ValueError(f"{msg}; the run {d} cannot be reported: restore the file or rerun its "
+                             f"evaluation") from None
         results.append(RunResult(d, config, summary, int(config.get("fold", 0)), str(loss.get("name")),
-                                 dict(loss.get("params") or {}), _read_cases(mfile), int(config.get("seed", 0) or 0)))
+                                 dict(loss.get("params") or {}), cases, int(config.get("seed", 0) or 0)))
     return results
 
 

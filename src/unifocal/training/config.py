@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,17 +121,62 @@ def _fail_unknown(kind: str, key: str, allowed: list[str]) -> None:
     raise ValueError(f"unknown {kind} {key!r}.{hint} Allowed: {', '.join(allowed)}")
 
 
+def read_yaml_mapping(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
+    """A YAML file holding a mapping, read with ``yaml.safe_load``; every failure is one ``ValueError``.
+
+    A Python tag (``!!python/object/apply:...``: ``safe_load`` never runs it), a document nested
+    thousands of levels deep, an unreadable or non-UTF-8 file or a document that is not a mapping is
+    refused naming the file. An empty file is an empty mapping.
+
+    Raises:
+        ValueError: naming ``path``.
+    """
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.constructor.ConstructorError as e:
+        m = e.problem_mark
+        where = f", line {m.line + 1}, column {m.column + 1}" if m is not None else ""
+        raise ValueError(f"{what} {p} holds a tag that is not plain YAML data ({e.problem}{where}); such tags "
+                         f"are never loaded: write plain keys and values") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} {p} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {p} is nested too deeply to be a configuration; write plain keys and "
+                         f"values") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} {p} is not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {p} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _relative_to(path: Any, base: Path) -> Any:
+    """``path`` resolved against ``base`` when it is a relative path string (else unchanged)."""
+    if not isinstance(path, str) or not path or path in PHANTOMS:
+        return path
+    p = Path(path).expanduser()
+    return path if p.is_absolute() else os.path.normpath(os.path.join(os.path.abspath(base), p))
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML configuration file into a dict (no validation)."""
+    """Read a YAML configuration file into a dict (no validation).
+
+    Relative paths in it (``dataset.path``, ``splits_dir``) are resolved against the file's own
+    folder, not the working directory: the file means the same dataset wherever it is used from.
+    """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"configuration file {p} does not exist; pass an existing YAML file to --config")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"configuration file {p} is not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"configuration file {p} must hold a mapping of keys, got {type(data).__name__}")
+    data = read_yaml_mapping(p)
+    base = p.parent
+    ds = data.get("dataset")
+    if isinstance(ds, str) and ds not in PHANTOMS:
+        data["dataset"] = {"path": _relative_to(ds, base)}
+    elif isinstance(ds, dict) and isinstance(ds.get("path"), str):
+        data["dataset"] = {**ds, "path": _relative_to(ds["path"], base)}
+    if isinstance(data.get("splits_dir"), str):
+        data["splits_dir"] = _relative_to(data["splits_dir"], base)
     return data
 
 
@@ -155,6 +201,8 @@ def parse_key_values(items: list[str] | None, what: str = "--loss-param") -> dic
             out[k] = yaml.safe_load(v)
         except yaml.YAMLError:
             out[k] = v
+        except RecursionError:
+            raise ValueError(f"{what} {k}=... is nested too deeply; give a plain value") from None
     return out
 
 
@@ -317,7 +365,7 @@ def _normalise_dataset(ds: Any) -> dict[str, Any]:
         if not p.exists():
             raise ValueError(f"dataset path {p} does not exist; fix --dataset / dataset.path "
                              f"(or use the built-in phantom2d)")
-        ds["path"] = str(p)
+        ds["path"] = os.path.abspath(p)  # resolved once, against the working directory it was given in
     ds.setdefault("layout", None)
     ds.setdefault("options", {})
     if not isinstance(ds["options"], dict):
@@ -338,9 +386,12 @@ def _check_loss(loss: Any) -> dict[str, Any]:
         raise ValueError(f"loss.params must be a mapping, got {params!r}")
     from unifocal.losses import get_loss
 
+    for k, v in params.items():  # used as 64-bit integers in the loss (e.g. ignore_index)
+        if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**63:
+            raise ValueError(f"loss parameter {k}={v} is outside the 64-bit integer range; fix --loss-param {k}=")
     try:
         get_loss(loss["name"], **params)  # unknown name / parameter / bad value -> ValueError
-    except TypeError as e:
+    except (TypeError, OverflowError) as e:
         raise ValueError(f"invalid parameters for loss {loss['name']!r}: {e}; fix --loss-param") from e
     return {"name": loss["name"], "params": dict(params)}
 
@@ -358,6 +409,10 @@ def _check_model(model: Any) -> dict[str, Any]:
         v = model.get(k)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise ValueError(f"model.{k} must be a positive integer, got {v!r}")
+    for k, v in model.items():
+        if "pretrained" in str(k).lower() and v not in (None, False):
+            raise ValueError(f"model.{k}={v!r}: pretrained weights would be downloaded, and unifocal trains its "
+                             f"networks from scratch (no network access is assumed); drop {k} or set it to false")
     ds = model.get("deep_supervision")
     if ds is not None and not isinstance(ds, bool):
         raise ValueError(f"model.deep_supervision must be true or false, got {ds!r}")
@@ -413,6 +468,11 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
     for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch", "patience", "lr_patience", "stop_after"):
         if data[k] is not None and data[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {data[k]}")
+    for k in ("seed", "split_seed"):
+        if not 0 <= data[k] < 2**63:
+            raise ValueError(f"{k} must be an integer in [0, 2**63), got {data[k]}; fix --{k.replace('_', '-')} / {k}")
+    if data["splits_dir"] is not None:
+        data["splits_dir"] = os.path.abspath(os.path.expanduser(data["splits_dir"]))
     if data["n_folds"] < 2:
         raise ValueError(f"n_folds must be >= 2, got {data['n_folds']}")
     if isinstance(data["fold"], str):

@@ -63,6 +63,11 @@ def open_run_dataset(run_config: dict[str, Any], spec: dict[str, Any],
 
     base = dict(run_config["dataset"])
     own = dataset is None or not (dataset.get("path") or dataset.get("name"))
+    if own and base.get("path") is not None and not Path(str(base["path"])).expanduser().is_absolute():
+        raise ValueError(f"the run records the relative dataset path {base['path']!r} (written before dataset paths "
+                         f"were stored absolute): it would be read from the working directory {Path.cwd()}, which "
+                         f"may hold another dataset; give the dataset folder with --dataset (every case is then "
+                         f"scored; select cases with --dataset-option)")
     if own:
         extra = dict((dataset or {}).get("options") or {})
         ds_cfg = {**base, "options": {**(base.get("options") or {}), **extra}}

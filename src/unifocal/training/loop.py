@@ -45,7 +45,9 @@ import contextlib
 import io
 import json
 import math
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +65,27 @@ from unifocal.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from unifocal.training.config import ALL_FOLDS, NOT_GUARDED, TrainConfig, finalise_for_dataset, resolve_config
+from unifocal.training.config import (
+    ALL_FOLDS,
+    NOT_GUARDED,
+    TrainConfig,
+    finalise_for_dataset,
+    read_yaml_mapping,
+    resolve_config,
+)
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
 from unifocal.training.inference import predict_logits, select_device
 from unifocal.training.schemes import make_optimizer, make_scheduler
 
-__all__ = ["LOG_FIELDS", "NonFiniteLossError", "RunContext", "build_run", "continues_finished_run",
+__all__ = ["LOG_FIELDS", "AllBackgroundWarning", "NonFiniteLossError", "RunContext", "build_run", "continues_finished_run",
            "train_and_evaluate"]
 
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_dsc", "lr", "seconds"]
+
+
+class AllBackgroundWarning(UserWarning):
+    """Every training mask seen in the first epoch is background: the data or its label values are likely
+    wrong (a model trained on it predicts background everywhere)."""
 
 
 class NonFiniteLossError(ValueError, RuntimeError):
@@ -207,6 +221,7 @@ class RunContext:
         model.train()
         loader = self.train_loader(ids, epoch) if loader is None else loader
         total, n_batches, n_images = 0.0, 0, 0
+        self.foreground_seen = False
         bar = None
         if progress:
             from tqdm import tqdm
@@ -220,6 +235,8 @@ class RunContext:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = batch["label"].to(self.device, non_blocking=True).long()
             x, y = _pad_to_divisor(x, y, self.divisor)
+            if not self.foreground_seen:
+                self.foreground_seen = bool((y > 0).any())
             opt.zero_grad(set_to_none=True)
             with self.autocast():
                 out = model(x)
@@ -330,9 +347,12 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:
-    d = dict(d)
+    d = json.loads(json.dumps(d))  # plain data: tuples become lists, as in config.yaml
     for k in NOT_GUARDED:
         d.pop(k, None)
+    ds = d.get("dataset")
+    if isinstance(ds, dict) and isinstance(ds.get("path"), str) and os.path.isabs(ds["path"]):
+        ds["path"] = os.path.normpath(ds["path"])
     return d
 
 
@@ -392,7 +412,7 @@ def continues_finished_run(run_dir: str | Path, config: dict[str, Any] | TrainCo
     cfg_path = run_dir / "config.yaml"
     if done is None or not cfg_path.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
         return False
-    saved = yaml.safe_load(cfg_path.read_text()) or {}
+    saved = read_yaml_mapping(cfg_path, "the run's configuration")
     reason = _stop_reason(done, saved)
     if reason not in ("stop_after", "patience"):
         return False
@@ -431,14 +451,45 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
         return _train_and_evaluate_locked(cfg, Path(run_dir), progress)
 
 
+def _check_own_configuration(cfg: TrainConfig, run_dir: Path) -> None:
+    """The configuration guard of a run folder (from the first write of ``config.yaml``).
+
+    A resumed run uses its own configuration: the one recorded in ``checkpoints/last.pt`` (what the
+    epochs so far were trained with). ``config.yaml`` must agree with it (an edited ``config.yaml`` is
+    refused, never half followed), and the configuration given must agree with both.
+
+    Raises:
+        ValueError: naming the differing keys.
+    """
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        return
+    old = read_yaml_mapping(cfg_path, "the run's configuration")
+    path = (old.get("dataset") or {}).get("path") if isinstance(old.get("dataset"), dict) else None
+    if isinstance(path, str) and not os.path.isabs(os.path.expanduser(path)):
+        raise ValueError(f"{cfg_path} records the relative dataset path {path!r} (written before dataset paths "
+                         f"were stored absolute): it would be read from whatever the working directory is; "
+                         f"write the absolute path of the dataset this run was trained on into dataset.path of "
+                         f"{cfg_path} (and give the same --dataset), then rerun")
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        recorded = load_checkpoint(last, map_location="cpu").get("config")
+        if isinstance(recorded, dict):
+            edited = _differences(_comparable(recorded), _comparable(old))
+            if edited:
+                raise ValueError(f"{cfg_path} was changed after training started ({', '.join(edited)}: the "
+                                 f"configuration {last} was trained with -> config.yaml); a run keeps its own "
+                                 f"configuration: restore config.yaml, or train the new configuration in another "
+                                 f"output folder")
+    diff = _differences(_comparable(old), _comparable(cfg.to_dict()))
+    if diff:
+        raise ValueError(f"{run_dir} holds a run with a different configuration ({', '.join(diff)}; see its "
+                         f"config.yaml); use another output folder, or delete {run_dir} to start over")
+
+
 def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) -> dict:
     cfg_path = run_dir / "config.yaml"
-    if cfg_path.is_file():  # the configuration guard applies from the first write of config.yaml
-        old = yaml.safe_load(cfg_path.read_text()) or {}
-        diff = _differences(_comparable(old), _comparable(cfg.to_dict()))
-        if diff:
-            raise ValueError(f"{run_dir} holds a run with a different configuration ({', '.join(diff)}; see its "
-                             f"config.yaml); use another output folder, or delete {run_dir} to start over")
+    _check_own_configuration(cfg, run_dir)
     done = _read_summary(run_dir)
     if done is not None:
         if not continues_finished_run(run_dir, cfg):
@@ -507,6 +558,10 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
             t0 = time.perf_counter()
             lr = ctx.optimizer.param_groups[0]["lr"]
             train_loss, _ = ctx.train_epoch(train_ids, epoch, progress=progress)
+            if epoch == 1 and not ctx.foreground_seen:
+                warnings.warn(f"{run_dir}: no foreground voxel in any training batch of epoch 1 (every mask read "
+                              f"is background, label 0); check the masks and the label values the layout "
+                              f"expects (e.g. 0/255 or 0/1 for pairs)", AllBackgroundWarning, stacklevel=2)
             val_loss, val_dsc = ctx.validate(val_ids, epoch)
             ctx.step_scheduler(val_loss)
             dt = time.perf_counter() - t0

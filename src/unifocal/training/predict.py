@@ -97,19 +97,34 @@ def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, An
     return arr.astype(np.float32)[None], {"affine": np.eye(4), "spacing": (1.0, 1.0)}
 
 
+def is_image_file(p: Path) -> bool:
+    """An image file ``predict`` reads from a folder: NIfTI or a 2D image format, in any case
+    (``.NII.GZ``, ``.PNG``, ``.tif``, ``.jpg``)."""
+    from unifocal.data.io import is_nifti
+    from unifocal.data.readers import IMAGE_EXTS
+
+    return is_nifti(p) or p.suffix.lower() in IMAGE_EXTS
+
+
 def _input_files(inputs: Sequence[str | Path]) -> list[Path]:
+    import warnings
+
     files: list[Path] = []
     for src in inputs:
         src = Path(src)
         if src.is_dir():
-            files += sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
-                            and (p.suffix.lower() == ".png" or str(p).endswith((".nii", ".nii.gz"))))
+            entries = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+            skipped = [p.name for p in entries if not is_image_file(p)]
+            if skipped:
+                warnings.warn(f"{src}: {len(skipped)} file(s) that are not images (NIfTI, PNG, TIFF, JPEG, BMP) "
+                              f"skipped: {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", stacklevel=3)
+            files += [p for p in entries if is_image_file(p)]
         elif src.is_file():
             files.append(src)
         else:
             raise ValueError(f"input {src} does not exist; give image files or folders")
     if not files:
-        raise ValueError("no input images found (PNG or NIfTI)")
+        raise ValueError("no input images found (NIfTI, PNG, TIFF, JPEG or BMP)")
     seen: set[Path] = set()
     unique = []
     for f in files:  # the same file given twice (as a file and through its folder) is predicted once
@@ -171,7 +186,7 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
     """
     from unifocal.data.io import is_nifti
     from unifocal.data.preprocessing import make_preprocessing, preprocess, restore_geometry
-    from unifocal.training.lock import check_output_dir
+    from unifocal.training.lock import check_output_dir, refuse_run_folder
 
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
@@ -179,8 +194,8 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
                                    if k not in ("version",)})
     files = _input_files(inputs)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        check_output_dir(out_dir, "prediction folder")  # raises: an existing file
+    check_output_dir(out_dir, "prediction folder", create=False)  # raises: an existing file
+    refuse_run_folder(out_dir, "prediction folder")
     plan = plan_outputs(files, out_dir, probabilities)
     check_output_dir(out_dir, "prediction folder")
     tile = tile_size(spec)
@@ -225,9 +240,10 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
     import json
 
     from unifocal.training.evaluation import open_run_dataset
-    from unifocal.training.lock import check_output_dir
+    from unifocal.training.lock import check_output_dir, refuse_run_folder
 
     out_dir = check_output_dir(out_dir, "evaluation folder", create=False)
+    refuse_run_folder(out_dir, "evaluation folder")
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
     ckpt = load_checkpoint(_checkpoint_path(run_or_ckpt), map_location="cpu")
@@ -247,6 +263,7 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
                           predictions_dir=out_dir / "predictions" if save_predictions else None,
                           save_probabilities=probabilities, progress=progress)
     write_metrics_csv(out_dir / "metrics_per_case.csv", rows)
-    summary = {"status": "finished", "cases": len(ids), "metrics": aggregate(rows)}
+    summary = {"status": "finished", "kind": "evaluation", "run": str(Path(run_or_ckpt).absolute()),
+               "cases": len(ids), "metrics": aggregate(rows)}
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
