@@ -1,26 +1,35 @@
-"""Loss benchmark (issue #2): forward+backward time and peak extra memory of every loss.
+"""Loss benchmarks: the shape sweep (issue #24, the default), the two-shape table (issue #2), eager vs compiled.
 
-Every loss of ``unifocal.losses`` and ``torch.nn.functional.cross_entropy`` on the same logits, with
-MONAI's ``DiceCELoss`` and ``AsymmetricUnifiedFocalLoss`` as peers, on the shapes (32, 2, 128, 128)
-and (2, 3, 96, 96, 96) with integer targets. Runs are interleaved and the median of ``--reps`` (>= 10)
-is reported with its ratio to cross entropy measured in the same run: by default each loss alternates
-with ``F.cross_entropy`` (``--mode pairwise``: both see the same allocator state, as a loss does
-inside a training loop); ``--mode all`` puts every loss in one round robin instead.
+**Sweep (default).** Forward + backward of every loss of ``unifocal.losses``, ``F.cross_entropy``
+and MONAI's ``DiceCELoss`` on logits with integer targets (~90 % background) at common training
+shapes — batch 1-32, 2-4 classes, 2D 64²-512², 3D patches 32³-128³ — all candidates of a shape in
+ONE interleaved round robin (the order rotates every repetition), one torch thread by default,
+median of many repetitions (at least ``--reps``, more for small shapes, up to ``--budget`` seconds
+of timing per shape). Printed per shape: cross entropy's median time and every candidate's median
+over cross entropy's; then the median and the worst of those ratios over the training shapes.
+The per-call overhead is measured separately at (1, 2, 32, 32), where everything is fixed cost:
+its row gives the absolute median times. The last line is
+``unified_focal/cross_entropy: median <m> worst <w> overhead(1,2,32,32) <ms> ms``.
 
-Peak extra memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak
-resident set of a fresh subprocess doing one forward+backward, above the same subprocess after
-allocating the inputs (glibc is told to serve big blocks with mmap so that freed memory leaves the
-resident set at once), sampled by a thread during the call. The gradient buffer of the input counts.
+Targets (issue #24): median <= 1.5x, worst <= 3x cross entropy, overhead <= 0.3 ms. On a loaded
+machine read the ratios, not the times.
 
-The last line printed is ``unified_focal/cross_entropy: <max ratio over the two shapes>``.
+**Table** (``--table``): the two shapes (32, 2, 128, 128) and (2, 3, 96, 96, 96) of issue #2 with the
+peak extra memory of one forward + backward. Runs are interleaved and the median of ``--reps``
+(>= 10) is reported with its ratio to cross entropy measured in the same run: by default each loss
+alternates with ``F.cross_entropy`` (``--mode pairwise``); ``--mode all`` puts every loss in one
+round robin. Peak extra memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs; on
+CPU the peak resident set of a fresh subprocess doing one forward+backward, above the same
+subprocess after allocating the inputs (glibc is told to serve big blocks with mmap so that freed
+memory leaves the resident set at once), sampled by a thread during the call.
 
 ``--compile`` measures eager against ``torch.compile`` instead: for each candidate (default
 ``cross_entropy(torch)``, ``unified_focal``, ``dice``, ``focal``; ``--only`` to choose), the first
 compiled call (compilation included), then eager and compiled runs alternated, median of ``--reps``.
 
-    python benchmarks/losses.py                 # CPU (or CUDA when present)
-    python benchmarks/losses.py --reps 20 --device cuda
-    python benchmarks/losses.py --only unified_focal   # cross entropy and the Unified Focal loss alone
+    python benchmarks/losses.py                        # the sweep, one thread (CPU, or CUDA when present)
+    python benchmarks/losses.py --only unified_focal   # the sweep with cross entropy, DiceCE and UF only
+    python benchmarks/losses.py --table --reps 15      # the two-shape table with memory
     python benchmarks/losses.py --compile --reps 10    # eager vs torch.compile
 """
 
@@ -43,6 +52,25 @@ import torch.nn.functional as F
 
 SHAPES = {"2d": (32, 2, 128, 128), "3d": (2, 3, 96, 96, 96)}
 CE = "cross_entropy(torch)"
+UF = "unified_focal"
+DICE_CE = "monai.DiceCELoss"
+#: The per-call overhead shape: everything there is fixed cost.
+OVERHEAD_SHAPE = (1, 2, 32, 32)
+#: Common training shapes (B, C, *spatial): batch 1-32, 2-4 classes, 2D 64²-512², 3D 32³-128³.
+SWEEP_SHAPES = [
+    (2, 2, 64, 64),
+    (2, 2, 128, 128),
+    (8, 2, 128, 128),
+    (32, 2, 128, 128),
+    (16, 4, 128, 128),
+    (4, 3, 256, 256),
+    (1, 2, 512, 512),
+    (8, 2, 32, 32, 32),
+    (2, 3, 40, 56, 40),   # the Hippocampus patch of the studies
+    (2, 4, 64, 64, 64),
+    (2, 3, 96, 96, 96),
+    (1, 2, 128, 128, 128),
+]
 
 
 def candidates(num_classes: int) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
@@ -221,9 +249,76 @@ def main_compile(args) -> None:
             print(f"| {n} | {first:.1f} | {e * 1e3:.1f} | {c * 1e3:.1f} | {c / e:.2f} |")
 
 
+def sweep_shape(shape, device, only, reps, budget):
+    """``(medians s, repetitions)`` of every candidate at ``shape``, in one interleaved round robin."""
+    x, y = make_inputs(shape, device)
+    cands = candidates(shape[1])
+    cands.pop("monai.AsymmetricUnifiedFocalLoss", None)  # binary-only: not at every shape
+    if only:
+        cands = {n: f for n, f in cands.items() if n in only or n in (CE, UF, DICE_CE)}
+    names = list(cands)
+    for _ in range(2):  # warm-up (lazy initialisation, allocator)
+        for n in names:
+            cands[n](x, y).backward()
+            x.grad = None
+    sync(device)
+    t0 = time.perf_counter()
+    for n in names:
+        cands[n](x, y).backward()
+        x.grad = None
+    sync(device)
+    one_round = time.perf_counter() - t0
+    n_reps = max(reps, min(400, int(budget / max(one_round, 1e-9))))
+    return _time_round_robin(cands, x, y, device, n_reps, warmup=0), n_reps
+
+
+def main_sweep(args) -> None:
+    only = set(filter(None, args.only.split(",")))
+    print(f"# sweep: one interleaved round robin per shape, fwd+bwd, integer targets, median of >= {args.reps} "
+          f"repetitions (up to {args.budget:g} s per shape)")
+    results = {}
+    for shape in [OVERHEAD_SHAPE, *SWEEP_SHAPES]:
+        med, n_reps = sweep_shape(shape, args.device, only, args.reps, args.budget)
+        results[shape] = med
+        print(f"#   {shape}: {n_reps} repetitions, cross entropy {med[CE] * 1e3:.3f} ms, "
+              f"unified_focal {med[UF] * 1e3:.3f} ms", flush=True)
+    names = [n for n in results[OVERHEAD_SHAPE] if n != CE]
+    names = [UF, DICE_CE, *[n for n in names if n not in (UF, DICE_CE)]]
+    names = [n for n in names if n in results[OVERHEAD_SHAPE]]
+
+    def cell(v: float) -> str:
+        return f"{v:.2f}"
+
+    print("\n## Per-call overhead (absolute medians, ms)")
+    o = results[OVERHEAD_SHAPE]
+    print(f"| shape | cross entropy | {' | '.join(names)} |")
+    print("|---|---:|" + "---:|" * len(names))
+    print(f"| {OVERHEAD_SHAPE} | {o[CE] * 1e3:.3f} | " + " | ".join(f"{o[n] * 1e3:.3f}" for n in names) + " |")
+    print("\n## Training shapes: median time over cross entropy's (same round robin)")
+    print(f"| shape | cross entropy ms | {' | '.join(names)} |")
+    print("|---|---:|" + "---:|" * len(names))
+    ratios: dict[str, list[float]] = {n: [] for n in names}
+    for shape in SWEEP_SHAPES:
+        med = results[shape]
+        row = []
+        for n in names:
+            r = med[n] / med[CE]
+            ratios[n].append(r)
+            row.append(cell(r))
+        print(f"| {shape} | {med[CE] * 1e3:.2f} | " + " | ".join(row) + " |")
+    print("| **median** | | " + " | ".join(f"**{statistics.median(ratios[n]):.2f}**" for n in names) + " |")
+    print("| **worst** | | " + " | ".join(f"**{max(ratios[n]):.2f}**" for n in names) + " |")
+    print(f"\nunified_focal/cross_entropy: median {statistics.median(ratios[UF]):.2f} worst {max(ratios[UF]):.2f} "
+          f"overhead{OVERHEAD_SHAPE} {o[UF] * 1e3:.3f} ms (cross entropy {o[CE] * 1e3:.3f} ms)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    ap.add_argument("--budget", type=float, default=4.0,
+                    help="sweep: seconds of timing per shape; small shapes get more repetitions")
+    ap.add_argument("--table", action="store_true", help="the two-shape table with memory (issue #2)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shapes", default="2d,3d")
     ap.add_argument("--no-memory", action="store_true")
@@ -238,10 +333,14 @@ def main() -> None:
         return
     if args.reps < 10:
         ap.error("--reps must be at least 10 (median of >= 10 runs)")
+    torch.set_num_threads(args.threads)
     print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"cpu={platform.processor() or platform.machine()} nproc={os.cpu_count()}")
     if args.compile:
         main_compile(args)
+        return
+    if not args.table:
+        main_sweep(args)
         return
     worst = 0.0
     for key in args.shapes.split(","):

@@ -262,8 +262,8 @@ class Prepared:
                      for c in range(self.num_classes))
 
     def tensor(self, values: Sequence[float]) -> Tensor:
-        """``values`` as a tensor on the input's device and dtype."""
-        return torch.tensor(list(values), device=self.x.device, dtype=self.x.dtype)
+        """``values`` as a tensor on the input's device and dtype (:func:`constant`: made once)."""
+        return constant(values, self.x)
 
     def unfold(self, per_row: Tensor) -> Tensor:
         """Per-row losses ``(B',)`` to per-sample losses ``(B,)``: the mean over channels (multilabel)."""
@@ -518,6 +518,29 @@ def spread(region: Tensor, rows: int) -> Tensor:
     return region if region.shape[0] == rows else region.repeat(rows // region.shape[0])
 
 
+def constant(values: Sequence[float], like: Tensor) -> Tensor:
+    """``values`` as a tensor on ``like``'s device and dtype, made once per (values, device, dtype).
+
+    The per-class numbers of a loss are the same on every call; building them anew costs a host-to-
+    device copy (and on CPU a few microseconds) per call. Under ``torch.compile`` they are built in
+    the graph as before; outside inference mode, so that a constant first made during validation can
+    be saved for backward later.
+    """
+    if torch.compiler.is_compiling():
+        return torch.tensor(list(values), device=like.device, dtype=like.dtype)
+    key = (tuple(float(v) for v in values), like.device, like.dtype)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        with torch.inference_mode(False):
+            t = _CONSTANTS[key] = torch.tensor(list(key[0]), device=like.device, dtype=like.dtype)
+    return t
+
+
+_CONSTANTS: dict[tuple, Tensor] = {}
+
+
 def tversky_index(tp: Tensor, fp: Tensor, fn: Tensor, fp_weight: Tensor | float, fn_weight: Tensor | float,
                   smooth: float) -> Tensor:
     """``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (Eq. 18 with δ on false negatives, ``docs/losses.md``)."""
@@ -528,13 +551,40 @@ def focal_tversky_term(ti: Tensor, exponent: Sequence[float]) -> Tensor:
     """``(1 - TI_c)^{e_c}`` per class, ``(B', K)``.
 
     ``1 - TI`` is floored at ``POW_FLOOR`` so that a perfect prediction has a finite gradient for
-    exponents below one (the derivative of ``x**e`` at 0 is infinite for ``e < 1``).
+    exponents below one (the derivative of ``x**e`` at 0 is infinite for ``e < 1``). (``x**1`` is
+    ``x`` exactly, so classes with exponent 1 need no separate branch.)
     """
     x = (1.0 - ti).clamp_min(POW_FLOOR)
     if all(e == 1.0 for e in exponent):
         return x
-    e = torch.tensor(list(exponent), device=ti.device, dtype=ti.dtype)
-    return torch.where(e == 1.0, x, x.pow(e))
+    if len(set(exponent)) == 1:
+        return x.pow(exponent[0])
+    return x.pow(constant(exponent, ti))
+
+
+@dataclass(frozen=True)
+class Tversky:
+    """A Tversky-type region term per class: ``(1 - TI_c)^{e_c}``, or ``TI_c`` itself (``exponent=None``).
+
+    ``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (:func:`tversky_index`). Called with
+    ``(TP, FP, FN)`` it is an ordinary :data:`RegionFn` (the autograd path); the fused path
+    (:mod:`unifocal.losses._fused`) reads its fields and differentiates it in closed form.
+    Weights are a number or one per class.
+    """
+
+    fp_weight: float | tuple[float, ...]
+    fn_weight: float | tuple[float, ...]
+    exponent: tuple[float, ...] | None
+    smooth: float
+
+    def weights(self, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
+        return tuple(w if isinstance(w, float | int) else constant(w, like)  # type: ignore[return-value]
+                     for w in (self.fp_weight, self.fn_weight))
+
+    def __call__(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+        wfp, wfn = self.weights(tp)
+        ti = tversky_index(tp, fp, fn, wfp, wfn, self.smooth)
+        return ti if self.exponent is None else focal_tversky_term(ti, self.exponent)
 
 
 # --- the description of a loss: one distribution term plus region terms ------------------------

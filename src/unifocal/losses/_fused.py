@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from unifocal.losses._core import Prepared, Terms, pooled_stats, spread
+from unifocal.losses._core import POW_FLOOR, Prepared, Terms, Tversky, constant, pooled_stats, spread
 
 _SERIES_CUTOFF = 1e-4
 
@@ -364,18 +364,92 @@ class _FusedBinaryLoss(torch.autograd.Function):
         return grad, None, None, None, None
 
 
+class _TverskyRegions(torch.autograd.Function):
+    """``Σ_i scale_i · mean_c R_i(TP, FP, FN)_c`` per row for :class:`Tversky` terms, gradient in closed form.
+
+    With ``N = TP + s``, ``D = TP + w_FN·FN + w_FP·FP + s`` (``FP = ΣP - TP``, ``FN = Σg - TP``) and
+    ``TI = N / D``: ``∂TI/∂TP = (1 - TI·(1 - w_FN - w_FP)) / D`` and ``∂TI/∂ΣP = -TI·w_FP / D``; for
+    ``R = max(1 - TI, floor)^e``, ``∂R/∂TI = -e·max(1 - TI, floor)^{e-1}`` where ``1 - TI >= floor``
+    (the clamp passes no gradient below it, as ``clamp_min`` does), and ``∂R/∂TI = 1`` for ``R = TI``.
+    Both are formed in the forward pass on the tiny ``(B', K)`` statistics (pooled over the batch when
+    ``batch=True``); the backward pass scales them by the incoming gradient. This replaces some sixty
+    small autograd operations per call, the fixed cost that dominates small inputs.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes: list[int] | None,
+                pool: tuple[bool, int]) -> Tensor:
+        batch, channels = pool
+        rows, k = tp.shape
+        if batch:
+            tp, psum, count = (t.view(-1, channels, k).sum(0) for t in (tp, psum, count))
+        if classes is None:
+            cls: Tensor | float = 1.0 / k
+        else:
+            cls = constant([1.0 / len(classes) if c in classes else 0.0 for c in range(k)], tp)
+        value = a_tp = a_ps = None
+        for scale, term, _ in regions:
+            wfp, wfn = term.weights(tp)
+            n = tp + term.smooth
+            d = torch.add(n, (count - tp) * wfn).add_((psum - tp) * wfp)
+            ti = n.div_(d)
+            if term.exponent is None:
+                r = ti
+                g = cls * scale
+            else:
+                x = torch.rsub(ti, 1.0)
+                ok = x >= POW_FLOOR
+                xc = x.clamp_min_(POW_FLOOR)
+                e_vals = term.exponent
+                if all(e == 1.0 for e in e_vals):
+                    r = xc
+                    g = ok.to(ti.dtype).mul_(-scale)
+                else:
+                    e = e_vals[0] if len(set(e_vals)) == 1 else constant(e_vals, ti)
+                    r = xc.pow(e)
+                    g = r.div(xc).mul_(ok).mul_(e).mul_(-scale)  # -scale · e · xc^{e-1} where unclamped
+                g = g.mul_(cls)
+            v = (r * cls).sum(-1) * scale
+            value = v if value is None else value.add_(v)
+            # g·∂TI/∂TP = g (1 - TI (1 - w_FN - w_FP)) / D; g·∂TI/∂ΣP = -g TI w_FP / D
+            g = d.reciprocal_().mul_(g)
+            dtp = (ti * (1.0 - wfn - wfp)).neg_().add_(1.0).mul_(g)
+            dps = ti.mul_(g).mul_(-wfp)
+            a_tp = dtp if a_tp is None else a_tp.add_(dtp)
+            a_ps = dps if a_ps is None else a_ps.add_(dps)
+        ctx.save_for_backward(a_tp, a_ps)
+        ctx.pool, ctx.rows = pool, rows
+        return spread(value, rows)
+
+    @staticmethod
+    @_first_derivative_only
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        a_tp, a_ps = ctx.saved_tensors
+        batch, channels = ctx.pool
+        if batch:
+            go = grad_out.view(-1, channels).sum(0).unsqueeze(1)
+            reps = ctx.rows // channels
+            return (a_tp * go).repeat(reps, 1), (a_ps * go).repeat(reps, 1), None, None, None, None
+        go = grad_out.unsqueeze(1)
+        return a_tp * go, a_ps * go, None, None, None, None
+
+
 def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     """Per-row loss ``(B',)`` for logits with integer labels (see the module docstring).
 
     The fused function returns the distribution term and the per-class statistics ``(TP, ΣP, Σg)``;
-    the region terms of those tiny ``(B', K)`` tensors are plain autograd, so their gradients reach
-    the fused backward pass directly as ``(∂R/∂TP, ∂R/∂ΣP)``, with no autograd call of its own.
+    the region terms of those tiny ``(B', K)`` tensors are :class:`_TverskyRegions` (closed form) or,
+    for any other region function, plain autograd; either way their gradients reach the fused
+    backward pass directly as ``(∂R/∂TP, ∂R/∂ΣP)``, with no autograd call of its own.
     """
     fn = _FusedBinaryLoss if prep.num_classes == 2 else _FusedLoss
     dist, tp, psum, count = fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms)
     if not terms.regions:
         return dist
-    region = spread(terms.region_value(*pooled_stats(tp, psum, count, prep.common["batch"], prep.channels)),
-                    prep.batch_size)
+    pool = (bool(prep.common["batch"]), prep.channels)
+    if all(isinstance(f, Tversky) for _, f, _ in terms.regions):
+        region = _TverskyRegions.apply(tp, psum, count, terms.regions, terms.classes, pool)
+    else:
+        region = spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), prep.batch_size)
     return dist + region if terms.coef else region
-

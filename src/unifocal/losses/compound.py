@@ -15,10 +15,10 @@ from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
     Prepared,
     Terms,
+    Tversky,
     check_range,
     distribution_terms,
     region_terms,
-    tversky_index,
 )
 from unifocal.losses.distribution import (
     Weights,
@@ -67,11 +67,7 @@ def check_unified_focal(delta: float | Sequence[float], gamma: float, lambda_: f
 
 def combo_terms(prep: Prepared, alpha: float, beta: float | None) -> Terms:
     w = None if beta is None else prep.by_role(background=1.0 - beta, rare=beta, other=1.0 - beta)
-    s = prep.common["smooth"]
-
-    def dsc(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
-        return tversky_index(tp, fp, fn, 0.5, 0.5, s)
-
+    dsc = Tversky(0.5, 0.5, None, float(prep.common["smooth"]))  # the Dice coefficient itself
     return distribution_terms(w, None, coef=alpha) + region_terms(dsc, scale=-(1.0 - alpha))
 
 

@@ -18,11 +18,10 @@ from unifocal.losses._base import Loss, loss_function
 from unifocal.losses._core import (
     Prepared,
     Terms,
+    Tversky,
     check_range,
     check_unit,
-    focal_tversky_term,
     region_terms,
-    tversky_index,
 )
 
 if TYPE_CHECKING:
@@ -61,13 +60,9 @@ def check_delta_enhancement(delta: float | Sequence[float], gamma: float) -> Non
 def tversky_terms(prep: Prepared, fp_weight: float | Sequence[float], fn_weight: float | Sequence[float],
                   exponent: Sequence[float], clip: bool) -> Terms:
     """The shared path: ``(1 - TI_c)^{e_c}`` with ``TI = (TP+s) / (TP + w_FN·FN + w_FP·FP + s)``."""
-    s = prep.common["smooth"]
-    wfp = fp_weight if isinstance(fp_weight, float | int) else prep.tensor(fp_weight)
-    wfn = fn_weight if isinstance(fn_weight, float | int) else prep.tensor(fn_weight)
-
-    def term(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
-        return focal_tversky_term(tversky_index(tp, fp, fn, wfp, wfn, s), exponent)
-
+    wfp = float(fp_weight) if isinstance(fp_weight, float | int) else tuple(float(w) for w in fp_weight)
+    wfn = float(fn_weight) if isinstance(fn_weight, float | int) else tuple(float(w) for w in fn_weight)
+    term = Tversky(wfp, wfn, tuple(float(e) for e in exponent), float(prep.common["smooth"]))
     return region_terms(term, clip=clip)
 
 
