@@ -285,3 +285,32 @@ def test_summary_of_an_evaluation_is_marked(trained, tmp_path):
     s = evaluate_run(run, tmp_path / "ev", device="cpu", progress=False)
     assert s["kind"] == "evaluation"
     assert json.loads((tmp_path / "ev" / "summary.json").read_text())["kind"] == "evaluation"
+
+
+def test_train_with_only_the_run_folder_resumes_it_with_its_own_configuration(trained, tmp_path):
+    run = _copy_run(trained, tmp_path)
+    r = CliRunner().invoke(app, ["train", "-o", str(run), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "best epoch: 1 of 1" in r.output
+
+
+def test_a_one_pixel_image_is_named(tmp_path):
+    run, _ = _fake_run(tmp_path, 2, make_preprocessing(), None, num_classes=2)
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(tmp_path / "dot.png")
+    with pytest.raises(ValueError, match=r"dot\.png: image of 1x1 pixels"):
+        predict_files(run, [tmp_path / "dot.png"], tmp_path / "p", device="cpu")
+
+
+def test_all_background_masks_warn(tmp_path):
+    from unifocal.training.loop import AllBackgroundWarning
+
+    root = tmp_path / "ds"
+    for i in range(4):
+        for sub, arr in (("images", np.random.default_rng(i).integers(0, 255, (16, 16), dtype=np.uint8)),
+                         ("masks", np.zeros((16, 16), np.uint8))):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / sub / f"c{i}.png")
+    cfg = _pairs_config(root)
+    cfg["dataset"]["options"]["resize"] = [16, 16]
+    with pytest.warns(AllBackgroundWarning, match="no foreground voxel in any training batch of epoch 1"):
+        train_and_evaluate(cfg, tmp_path / "run", progress=False)

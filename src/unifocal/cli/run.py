@@ -75,14 +75,24 @@ def register(app: typer.Typer) -> None:
         """Train one run (one configuration, one fold), or resume it, then evaluate its best model."""
         from unifocal.training import resolve_config, train_and_evaluate
 
+        settings = dict(dataset=dataset, layout=layout, dataset_option=dataset_option, loss=loss,
+                        loss_param=loss_param, model=model, model_param=model_param,
+                        base_filters=base_filters, deep_supervision=deep_supervision, scheme=scheme,
+                        fold=fold, n_folds=folds, epochs=epochs, batch_size=batch_size,
+                        patch_size=patch_size, samples_per_epoch=samples_per_epoch, overlap=overlap,
+                        lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed,
+                        group_duplicates=group_duplicates, amp=amp)
         with user_errors():
-            cfg = build_config(config, dataset=dataset, layout=layout, dataset_option=dataset_option, loss=loss,
-                               loss_param=loss_param, model=model, model_param=model_param,
-                               base_filters=base_filters, deep_supervision=deep_supervision, scheme=scheme,
-                               fold=fold, n_folds=folds, epochs=epochs, batch_size=batch_size,
-                               patch_size=patch_size, samples_per_epoch=samples_per_epoch, overlap=overlap,
-                               lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed,
-                               group_duplicates=group_duplicates, device=device, amp=amp)
+            own = output / "config.yaml"
+            if config is None and all(v in (None, [], ()) for v in settings.values()) and own.is_file():
+                # `unifocal train -o RUN` alone resumes RUN with its own configuration
+                from unifocal.training.config import read_yaml_mapping
+
+                cfg = read_yaml_mapping(own, "the run's configuration")
+                if device is not None:
+                    cfg["device"] = device
+            else:
+                cfg = build_config(config, **settings, device=device)
             resolve_config(cfg)
             summary = train_and_evaluate(cfg, output, progress=not quiet)
         _print_summary(summary)

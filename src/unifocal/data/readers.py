@@ -139,6 +139,9 @@ class FileDataset(SegmentationDataset):
         chans = [read_png(p) for p in r.images]
         for p, c in zip(r.images, chans):
             check_finite(c, p)
+            if min(c.shape) < 2:
+                raise ValueError(f"{p}: image of {c.shape[0]}x{c.shape[1]} pixels; at least 2 pixels per side are "
+                                 f"needed (fix or remove this case)")
         for p, c in zip(r.images[1:], chans[1:]):
             if c.shape != chans[0].shape:
                 raise ValueError(f"{p}: shape {c.shape} differs from {r.images[0]} {chans[0].shape}")

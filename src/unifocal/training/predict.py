@@ -94,6 +94,9 @@ def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, An
         raise ValueError(f"{path}: the model is 3D; give NIfTI volumes (.nii / .nii.gz)")
     arr = read_png(path)
     check_finite(arr, path)
+    if min(arr.shape) < 2:
+        raise ValueError(f"{path}: image of {arr.shape[0]}x{arr.shape[1]} pixels; at least 2 pixels per side are "
+                         f"needed to segment it")
     return arr.astype(np.float32)[None], {"affine": np.eye(4), "spacing": (1.0, 1.0)}
 
 
@@ -212,8 +215,14 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
         dummy = np.zeros(image.shape[1:], np.uint8)
         pimg, _, pmeta = preprocess(image, dummy, meta, params)
         del image, dummy  # a 4000x4000 image: 64 MB of float32 less during the prediction
-        probs = predict_probabilities(model, pimg, patch_size=tile, overlap=overlap or spec.get("overlap", 0.5),
-                                      device=dev, amp=amp, sw_batch_size=1 if spec["spatial_dims"] == 2 else 2).numpy()
+        try:
+            probs = predict_probabilities(model, pimg, patch_size=tile, overlap=overlap or spec.get("overlap", 0.5),
+                                          device=dev, amp=amp,
+                                          sw_batch_size=1 if spec["spatial_dims"] == 2 else 2).numpy()
+        except (RuntimeError, ValueError) as exc:  # the network's own message does not say which file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{f}: cannot be predicted (image shape {tuple(pimg.shape[1:])} after the run's "
+                             f"preprocessing: {first})") from None
         del pimg
         probs = restore_geometry(probs, pmeta, is_label=False)
         labels = probs_to_labels(probs)
