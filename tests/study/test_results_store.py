@@ -33,7 +33,8 @@ def _table_lines(text: str) -> list[str]:
 def test_report_rebuilds_the_committed_tables(study, tmp_path):
     rep = make_report(study, tmp_path / "report", figures=False)
     committed = study / "report"
-    names = ["table.md", "table.csv", "per_fold.md", "convergence.md"] + (["paper.md"] if "paper" in rep.extra else [])
+    names = (["table.md", "table.csv", "per_fold.md", "statistics.md", "convergence.md"]
+             + (["paper.md"] if "paper" in rep.extra else []))
     for name in names:
         assert (tmp_path / "report" / name).read_text() == (committed / name).read_text(), f"{study.name}/{name}"
     # every table of the study appears in docs/results.md as committed

@@ -151,7 +151,11 @@ def test_verdict_vocabulary():
     assert verdict(sig, 0.01)[0] == "lower"
     small = Comparison("dice", "uf", -0.005, -0.008, -0.002, 0.001, 0.004, 7, 5)
     assert verdict(small, 0.01)[0] == "within the noise floor"
-    assert verdict(small, float("nan"))[0] == "lower"
+    word, text = verdict(small, float("nan"))
+    assert word == "lower" and "noise floor unmeasured" in text
+    single = Comparison("dice", "uf", -0.05, -0.08, -0.02, 0.001, 0.004, 1, 1)
+    word, text = verdict(single, 0.01)
+    assert word == "one network" and "anecdote" in text
 
 
 def _arm(name, loss, values):

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: The fixed vocabulary of a verdict (:func:`verdict`).
-VERDICTS: tuple[str, ...] = ("higher", "lower", "indistinguishable", "within the noise floor")
+VERDICTS: tuple[str, ...] = ("higher", "lower", "indistinguishable", "within the noise floor", "one network")
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -296,13 +296,21 @@ def verdict(c: Comparison, floor: float, alpha: float = 0.05, titles: Mapping[st
     * ``higher`` / ``lower``: Holm-adjusted p < alpha and the difference is at least the noise floor;
     * ``within the noise floor``: Holm-adjusted p < alpha, but a retrained network of the same loss moves
       by more than the difference (or the floor is unmeasured: NaN counts as no floor);
-    * ``indistinguishable``: otherwise.
+    * ``indistinguishable``: otherwise;
+    * ``one network``: the comparison rests on a single network per loss (one fold, one seed): its
+      interval resamples only that network's cases, so it says nothing about retraining; an anecdote.
+
+    An unmeasured noise floor (no fold with two seeds) is said in the sentence.
     """
     t = titles or {}
     a, b = t.get(c.other, c.other), t.get(c.reference, c.reference)
     f = f"{{:+.{digits}f}}"
     span = f"{f.format(c.diff)} [{f.format(c.low)}, {f.format(c.high)}]"
-    if not c.p_holm < alpha:
+    if c.networks < 2:
+        word = "one network"
+        text = (f"{a} vs {b}: one network each, an anecdote; difference {span} over the cases of that "
+                "network, which says nothing about retraining")
+    elif not c.p_holm < alpha:
         word = "indistinguishable"
         text = f"{a} and {b}: indistinguishable, difference {span}"
     elif math.isfinite(floor) and abs(c.diff) < floor:
@@ -311,7 +319,8 @@ def verdict(c: Comparison, floor: float, alpha: float = 0.05, titles: Mapping[st
                 f"spread {floor:.{digits}f}")
     else:
         word = "higher" if c.diff > 0 else "lower"
-        text = f"{a} {word} than {b}: difference {span}"
+        text = f"{a} {word} than {b}: difference {span}" + ("" if math.isfinite(floor) else
+                                                             ", noise floor unmeasured")
     return word, f"{text} (Holm p = {c.p_holm:.2g}; {c.networks} networks over {c.folds} folds)"
 
 
@@ -472,7 +481,9 @@ def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Seque
                 f"replacement); Holm over the {len(ml.comparisons)} comparisons. Verdict: higher / lower when the "
                 f"Holm p < {alpha:g} and |Δ| is at least the noise floor"
                 + (f" ({f.format(floor)})" if math.isfinite(floor) else "")
-                + "; within the noise floor when only the first holds; indistinguishable otherwise.", "",
+                + "; within the noise floor when only the first holds; indistinguishable otherwise; one network "
+                "when a loss has a single network (an anecdote: its interval resamples only that network's "
+                "cases).", "",
                 "Verdicts:", ""]
         out += [f"- {verdict(c, floor, alpha, titles, digits)[1]}" for c in ml.comparisons]
         out.append("")
