@@ -219,7 +219,7 @@ def paper_comparison(result: ResultTable, arms: dict[str, Arm], key: str) -> tup
             ours_dsc.append(result.cells[(r, result.classes[0], "dsc")].mean)
             paper_dsc.append(table.rows[p][(0, "dsc")][0])
         lines.append("| " + " | ".join(row) + " |")
-    note = f"Paper: {table.title}; mean ± 95% CI over 5 folds as published."
+    note = f"Paper: {table.title}; mean ± 95% CI as published (the paper does not say over what the interval is taken)."
     if len(ours_dsc) >= 3:
         rho, pval = stats.spearmanr(ours_dsc, paper_dsc)
         note += (f" Rank agreement of the DSC columns ({result.classes[0]} | {table.classes[0]}) over "
