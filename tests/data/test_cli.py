@@ -43,3 +43,29 @@ def test_summary_phantom_and_errors(tmp_path):
     assert res.exit_code == 0 and "Cases: 24" in res.output and "lesion" in res.output
     res = runner.invoke(app, ["data", "summary", str(tmp_path)])
     assert res.exit_code == 2 and "no known dataset layout" in res.output
+
+
+def test_duplicates_command_writes_where_the_split_reads(tmp_path):
+    res = runner.invoke(app, ["data", "duplicates", "phantom2d", "--dataset-option", "n_cases=8", "-q",
+                              "-o", str(tmp_path / "study")])
+    assert res.exit_code == 0, res.output
+    assert "8 cases: 0 pairs" in res.output
+    assert json.loads((tmp_path / "study" / "duplicates.json").read_text())["groups"] == []
+    (tmp_path / "study" / "splits.json").write_text("[]")
+    res = runner.invoke(app, ["data", "duplicates", "phantom2d", "-q", "-o", str(tmp_path / "study")])
+    assert res.exit_code == 2 and "its folds are already made" in res.output
+    res = runner.invoke(app, ["data", "duplicates", "phantom2d", "--threshold", "0", "-q"])
+    assert res.exit_code == 2 and "threshold must be in (0, 1]" in res.output
+
+
+def test_train_refuses_a_leaky_split_in_one_line(tmp_path):
+    ids = [f"phantom2d_{i:03d}" for i in range(6)]
+    run = tmp_path / "run"
+    run.mkdir()
+    leaky = [{"train": [*ids[2:], ids[0]], "val": ids[:2]}, {"train": ids[:2], "val": ids[2:]}]
+    (run / "splits.json").write_text(json.dumps(leaky))
+    res = runner.invoke(app, ["train", "--dataset", "phantom2d", "--dataset-option", "n_cases=6", "--folds", "2",
+                              "--epochs", "1", "--device", "cpu", "-q", "-o", str(run)])
+    assert res.exit_code == 2, res.output
+    assert f"case '{ids[0]}' is on both sides of fold 0" in res.output
+    assert not (run / "checkpoints").exists()
