@@ -321,7 +321,8 @@ def verdict(c: Comparison, floor: float, alpha: float = 0.05, titles: Mapping[st
         word = "higher" if c.diff > 0 else "lower"
         text = f"{a} {word} than {b}: difference {span}" + ("" if math.isfinite(floor) else
                                                              ", noise floor unmeasured")
-    return word, f"{text} (Holm p = {c.p_holm:.2g}; {c.networks} networks over {c.folds} folds)"
+    nets = f"{c.networks} network{'s' if c.networks != 1 else ''} over {c.folds} fold{'s' if c.folds != 1 else ''}"
+    return word, f"{text} (Holm p = {c.p_holm:.2g}; {nets})"
 
 
 # -- from the arms of a report -------------------------------------------------------------------
