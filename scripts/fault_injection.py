@@ -357,6 +357,189 @@ def faults(w: Path) -> list[Fault]:
             os.kill(p, signal.SIGKILL)
         return 0, f"driver killed with 2 workers running; 3 s later {len(alive)} worker(s) alive"
 
+    # -- issue 25 (reliability, round two) --------------------------------------------------------
+    def pairs_ds(root: Path, n: int = 8, seed: int = 0, fg: bool = True) -> Path:
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            m = np.zeros((32, 32), np.uint8)
+            if fg:
+                a, b = rng.integers(4, 16, 2)
+                m[a:a + 10, b:b + 10] = 255
+            img = (rng.normal(60, 20, (32, 32)) + (m > 0) * 120).clip(0, 255).astype(np.uint8)
+            for sub, arr in (("images", img), ("masks", m)):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(root / sub / f"c{i}.png")
+        return root
+
+    PAIRS = ["--layout", "pairs", "--dataset-option", "resize=[32,32]", "--model-param", "depth=3",
+             "--base-filters", "4", "--scheme", "adam", "--batch-size", "4", "--device", "cpu", "--folds", "2", "-q"]
+
+    def run_in(cwd: Path, argv: list[str]) -> tuple[int, str, str]:
+        r = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=600, cwd=cwd)
+        return r.returncode, r.stdout, r.stderr
+
+    def relative_evaluate(w):
+        pairs_ds(w / "rela" / "data" / "ds")
+        rc, _, err = run_in(w / "rela", ["train", "-o", str(w / "relrun"), "--dataset", "data/ds", *PAIRS, "--epochs", "1"])
+        assert rc == 0, err
+        import yaml
+
+        path = yaml.safe_load((w / "relrun" / "config.yaml").read_text())["dataset"]["path"]
+        run_in(w / "rela", ["evaluate", str(w / "relrun"), "-o", str(w / "erel_a"), "--device", "cpu", "-q"])
+        pairs_ds(w / "relb" / "data" / "ds", seed=7)
+        rc, _, err = run_in(w / "relb", ["evaluate", str(w / "relrun"), "-o", str(w / "erel_b"), "--device", "cpu", "-q"])
+        a, b = (json.loads((w / d / "summary.json").read_text())["metrics"] for d in ("erel_a", "erel_b"))
+        return rc, (f"config.yaml records dataset.path {path}; evaluated from a directory holding another data/ds: "
+                    f"metrics identical to the evaluation from the training directory: {a == b}")
+
+    def relative_resume(w):
+        rc, _, err = run_in(w / "relb", ["train", "-o", str(w / "relrun"), "--dataset", "data/ds", *PAIRS, "--epochs", "2"])
+        return rc, last_line(err)
+
+    def with_holder(w, name: str, argv: list[str]):
+        r = copy_run(w, name)
+        (r / "summary.json").unlink()  # a run still training
+        code = ("import sys, time; from unifocal.training.lock import run_lock\n"
+                "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(300)")
+        holder = subprocess.Popen([sys.executable, "-c", code, str(r)], stdout=subprocess.PIPE, text=True)
+        try:
+            holder.stdout.readline()
+            rc, _, err = run([*CLI, *argv])
+        finally:
+            holder.kill()
+            holder.wait()
+        left = "summary.json absent, the run stays resumable" if not (r / "summary.json").exists() else "SUMMARY WRITTEN"
+        return rc, f"{last_line(err)} [{left}]"
+
+    def scaled_nii(path: Path, shape=(17, 17)) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = nib.Nifti1Image(np.arange(1, int(np.prod(shape)) + 1, dtype=np.int16).reshape(shape), np.eye(4))
+        img.header.set_slope_inter(3e38, 0)
+        nib.save(img, str(path))
+        return path
+
+    def setup_scaled_msd(w):
+        root = msd(w / "scaled")
+        scaled_nii(root / "imagesTr" / "case_001.nii.gz", (16, 16, 16))
+
+    def setup_rgba(w, name: str, inverted: bool):
+        root = pairs_ds(w / name)
+        rgba = np.zeros((32, 32, 4), np.uint8)
+        if inverted:  # black lesion on a transparent background
+            rgba[8:16, 8:16, 3] = 255
+        else:  # lesion drawn in alpha on white
+            rgba[..., :3] = 255
+            rgba[8:16, 8:16, 3] = 255
+        Image.fromarray(rgba, mode="RGBA").save(root / "masks" / "c3.png")
+
+    def setup_notes(w):
+        (w / "userdir" / "notes").mkdir(parents=True)
+        (w / "userdir" / "notes" / ".draft.tmp").write_text("my notes")
+        (w / "userdir" / ".todo.tmp").write_text("mine")
+
+    def check_notes():
+        kept = [p.name for p in ((w / "userdir" / "notes" / ".draft.tmp"), (w / "userdir" / ".todo.tmp")) if p.exists()]
+        return f"kept: {', '.join(kept)}" if len(kept) == 2 else f"USER FILES DELETED (kept {kept})"
+
+    def setup_edited(w):
+        import yaml
+
+        r = copy_run(w, "edited")
+        (r / "summary.json").unlink()
+        cfg = yaml.safe_load((r / "config.yaml").read_text())
+        cfg["loss"] = {"name": "dice", "params": {}}
+        (r / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def check_edited():
+        return f"last.pt still epoch {torch.load(w / 'edited/checkpoints/last.pt', weights_only=True)['epoch']}"
+
+    def setup_study(w, name: str, bad: str | None = None):
+        import shutil
+
+        for arm in ("a", "b"):
+            d = w / name / arm / "fold0"
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(w / "run", d, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+            if arm == "b":  # a second loss: two arms
+                import yaml
+
+                cfg = yaml.safe_load((d / "config.yaml").read_text())
+                cfg["loss"] = {"name": "dice", "params": {}}
+                (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        if bad == "summary":
+            (w / name / "b" / "fold0" / "summary.json").write_text('{"status": "finished", "best_ep')
+        elif bad == "tag":
+            (w / name / "b" / "fold0" / "config.yaml").write_text("seed: !!python/object/apply:os.system ['touch PWNED']\n")
+        elif bad == "csv":
+            f = w / name / "b" / "fold0" / "metrics_per_case.csv"
+            f.write_text(f.read_text().replace(",0.", ",O.", 1))
+        elif bad == "deep":
+            (w / name / "b" / "fold0" / "summary.json").write_text("[" * 5000 + "]" * 5000)
+        elif bad == "eval":
+            rc, _, err = run([*CLI, "evaluate", str(w / "run"), "-o", str(w / name / "eval"), "--device", "cpu", "-q"])
+            assert rc == 0, err
+
+    def setup_splits(w, name: str, kind: str):
+        import shutil
+
+        (w / name).mkdir()
+        for f in ("splits.json", "duplicates.json"):
+            if (w / "run" / f).exists():
+                shutil.copy(w / "run" / f, w / name / f)
+        folds = json.loads((w / name / "splits.json").read_text())
+        folds[0]["train"].append(folds[0]["val"][0] if kind == "leak" else "phantom2d_999")
+        (w / name / "splits.json").write_text(json.dumps(folds))
+
+    def setup_tagged_run(w):
+        r = copy_run(w, "tagged")
+        (r / "config.yaml").write_text("seed: !!python/object/apply:os.system ['touch " + str(w / "PWNED") + "']\n")
+
+    def setup_formats(w):
+        arr = np.random.default_rng(0).integers(0, 255, (40, 48), dtype=np.uint8)
+        (w / "fmt").mkdir()
+        Image.fromarray(arr).save(w / "fmt" / "a.tif")
+        Image.fromarray(arr).save(w / "fmt" / "b.jpg")
+        nib.save(nib.Nifti1Image(arr.astype(np.float32), np.eye(4)), str(w / "fmt" / "c.nii.gz"))
+        os.replace(w / "fmt" / "c.nii.gz", w / "fmt" / "C.NII.GZ")
+        (w / "fmt" / "readme.txt").write_text("not an image")
+
+    def setup_stems(w):
+        png(w / "stems" / "x.png")
+        Image.open(png(w / "stems" / "x.png")).convert("RGB").save(w / "stems" / "x.jpg")
+
+    def setup_pair_stems(w):
+        root = pairs_ds(w / "pstems")
+        Image.open(root / "images" / "c2.png").save(root / "images" / "c2.jpg")
+
+    def umask_run(w):
+        r = subprocess.run([*CLI, "train", "-o", str(w / "um"), *TINY, "--epochs", "1"], capture_output=True, text=True,
+                           timeout=600, preexec_fn=lambda: os.umask(0o027))
+        modes = {p: oct((w / "um" / p).stat().st_mode & 0o777) for p in ("config.yaml", "summary.json", "checkpoints/best.pt")}
+        return r.returncode, f"umask 027: file modes {modes}"
+
+    def read_only(w):
+        code = ("import errno, sys, tempfile; import unifocal._atomic as a\n"
+                "def denied(prefix, suffix, dir): raise PermissionError(errno.EACCES, 'Permission denied', f'{dir}/{prefix}xyz.tmp')\n"
+                "a.tempfile.mkstemp = denied\n"
+                "from unifocal.cli import main; sys.argv = ['unifocal'] + sys.argv[1:]; main()")
+        rc, _, err = run([sys.executable, "-c", code, "train", "-o", str(w / "ro"), *TINY, "--epochs", "1"])
+        return rc, last_line(err)
+
+    def setup_relck(w):
+        r = copy_run(w, "relck")
+        st = torch.load(r / "checkpoints" / "best.pt", weights_only=True)
+        st["config"]["dataset"] = {"path": "data/ds", "layout": "pairs", "options": {}}
+        torch.save(st, r / "checkpoints" / "best.pt")
+
+    def setup_nonutf8(w):
+        (w / "latin1.yaml").write_bytes("dataset: phantom2d\n# r\xe9sum\xe9\n".encode("latin-1"))
+
+    def setup_listyaml(w):
+        r = copy_run(w, "listcfg")
+        (r / "config.yaml").write_text("- a\n- b\n")
+
+    deep = "[" * 5000
+
     run_ = str(w / "run")
     return [
         # checkpoints
@@ -422,15 +605,82 @@ def faults(w: Path) -> list[Fault]:
           shown="run_local(2 runs, workers=2); kill -9 the driver"),
         F("unknown loss parameter", lambda w: ["train", "-o", str(w / "r10"), *TINY, "--loss-param", "detla=0.6"]),
         F("configuration file that is not YAML", lambda w: ["train", "-o", str(w / "r11"), "-c", str((w / "bad.yaml").write_text("a: [") and w / "bad.yaml")]),
+        # issue 25: paths resolved once
+        F("relative --dataset; evaluate from another directory holding another data/ds", relative_evaluate, raw=True,
+          shown="cd $W/rela && unifocal train -o $W/relrun --dataset data/ds ...; cd $W/relb && unifocal evaluate $W/relrun -o $W/erel_b"),
+        F("resume from that other directory with the same relative --dataset", relative_resume, raw=True,
+          shown="cd $W/relb && unifocal train -o $W/relrun --dataset data/ds ... --epochs 2"),
+        F("run whose checkpoint records a relative dataset path (older runs)", lambda w: ["evaluate", str(w / "relck"), "-o", str(w / "e_relck"), "--device", "cpu"], setup=setup_relck),
+        # nothing but train writes into a run folder
+        F("evaluate -o the run folder itself", lambda w: ["evaluate", run_, "-o", run_, "--device", "cpu"],
+          check=lambda: "summary.json of the run unchanged" if json.loads((w / "run" / "summary.json").read_text()).get("best_epoch") is not None else "RUN SUMMARY REPLACED"),
+        F("evaluate -o a folder inside the run folder", lambda w: ["evaluate", run_, "-o", str(w / "run" / "eval"), "--device", "cpu"],
+          check=lambda: "nothing written" if not (w / "run" / "eval").exists() else "WRITTEN"),
+        F("evaluate -o a run still training (locked by a live process)", lambda w: with_holder(w, "busy1", ["evaluate", str(w / "run"), "-o", str(w / "busy1"), "--device", "cpu"]), raw=True,
+          shown="unifocal evaluate $W/run -o $W/busy1 (busy1: a run held by a live train process)"),
+        F("predict -o a locked run folder", lambda w: with_holder(w, "busy2", ["predict", str(w / "run"), str(w / "one"), "-o", str(w / "busy2")]), raw=True,
+          shown="unifocal predict $W/run $W/one -o $W/busy2 (busy2: a run held by a live train process)"),
+        F("predict -o a subfolder of a run folder", lambda w: ["predict", run_, str(w / "one"), "-o", str(w / "run" / "preds")],
+          check=lambda: "nothing written" if not (w / "run" / "preds").exists() else "WRITTEN"),
+        # values checked in the precision they are used in
+        F("NIfTI with scl_slope 3e38 (finite in float64, Inf in float32), predict", lambda w: ["predict", run_, str(scaled_nii(w / "scaled2d.nii.gz")), "-o", str(w / "p18")],
+          check=lambda: f"{len(list((w / 'p18').glob('*'))) if (w / 'p18').exists() else 0} file(s) written"),
+        F("NIfTI with scl_slope 3e38 in an MSD dataset, train", lambda w: ["train", "-o", str(w / "r12"), "--dataset", str(w / "scaled"), "--epochs", "1", "-q"], setup=setup_scaled_msd),
+        F("RGBA mask: lesion drawn in alpha on white", lambda w: ["train", "-o", str(w / "r13"), "--dataset", str(w / "rgba1"), *PAIRS, "--epochs", "1"], setup=lambda w: setup_rgba(w, "rgba1", False)),
+        F("RGBA mask: black lesion on transparent", lambda w: ["train", "-o", str(w / "r14"), "--dataset", str(w / "rgba2"), *PAIRS, "--epochs", "1"], setup=lambda w: setup_rgba(w, "rgba2", True)),
+        F("--loss-param ignore_index=2**70", lambda w: ["train", "-o", str(w / "r15"), *TINY, "--loss-param", f"ignore_index={2**70}"]),
+        F("--seed -1", lambda w: ["train", "-o", str(w / "r16"), *TINY, "--seed", "-1"]),
+        F("--split-seed 2**70", lambda w: ["train", "-o", str(w / "r17"), *TINY, "--split-seed", str(2**70)]),
+        # the project deletes only files it wrote
+        F("train -o a user folder holding notes/.draft.tmp and .todo.tmp", lambda w: ["train", "-o", str(w / "userdir"), *TINY, "--epochs", "1"], setup=setup_notes, check=check_notes),
+        # a resumed run uses its own configuration
+        F("config.yaml edited (loss -> dice) and rerun with --loss dice", lambda w: ["train", "-o", str(w / "edited"), *TINY, "--epochs", "1", "--loss", "dice"], setup=setup_edited, check=check_edited),
+        F("train -o RUN with no other option", lambda w: ["train", "-o", str(copy_run(w, "own")), "-q"]),
+        F("config.yaml of a run holding a YAML list", lambda w: ["train", "-o", str(w / "listcfg"), *TINY, "--epochs", "1"], setup=setup_listyaml),
+        # reports never drop a run silently
+        F("study report: one run's summary.json torn", lambda w: ["study", "report", str(w / "st1"), "-o", str(w / "rep1"), "--no-figures"], setup=lambda w: setup_study(w, "st1", "summary")),
+        F("study report: one run's summary.json nested 5000 deep", lambda w: ["study", "report", str(w / "st2"), "-o", str(w / "rep2"), "--no-figures"], setup=lambda w: setup_study(w, "st2", "deep")),
+        F("study report: bad value in one metrics_per_case.csv", lambda w: ["study", "report", str(w / "st3"), "-o", str(w / "rep3"), "--no-figures"], setup=lambda w: setup_study(w, "st3", "csv")),
+        F("study report: an evaluation folder inside the study folder", lambda w: ["study", "report", str(w / "st4"), "-o", str(w / "rep4"), "--no-figures"], setup=lambda w: setup_study(w, "st4", "eval")),
+        # tracebacks that are now one line
+        F("python-tagged config.yaml in a run folder, train", lambda w: ["train", "-o", str(w / "tagged"), *TINY, "--epochs", "1"], setup=setup_tagged_run, check=marker),
+        F("python-tagged config.yaml in a study's run folder, report", lambda w: ["study", "report", str(w / "st5"), "-o", str(w / "rep5"), "--no-figures"], setup=lambda w: setup_study(w, "st5", "tag"), check=marker),
+        F("python-tagged --config file", lambda w: ["train", "-o", str(w / "r18"), "-c", str((w / "tag.yaml").write_text("seed: !!python/object/apply:os.getpid []\n") and w / "tag.yaml")]),
+        F("YAML configuration nested 5000 levels", lambda w: ["train", "-o", str(w / "r19"), "-c", str((w / "deep.yaml").write_text("a: " + deep + "]" * 5000) and w / "deep.yaml")]),
+        F("--loss-param nested 5000 levels", lambda w: ["train", "-o", str(w / "r20"), *TINY, "--loss-param", "delta=" + deep],
+          shown="unifocal train -o $W/r20 TINY --loss-param delta=[[[... (5000 levels)"),
+        F("configuration file that is not UTF-8", lambda w: ["train", "-o", str(w / "r21"), "-c", str(w / "latin1.yaml")], setup=setup_nonutf8),
+        F("splits.json whose fold 0 trains on one of its validation cases", lambda w: ["train", "-o", str(w / "leak"), *TINY, "--epochs", "1"], setup=lambda w: setup_splits(w, "leak", "leak")),
+        F("splits.json naming a case the dataset does not have", lambda w: ["train", "-o", str(w / "unk"), *TINY, "--epochs", "1"], setup=lambda w: setup_splits(w, "unk", "unknown")),
+        # messages and small things
+        F("read-only output folder (EACCES injected at the first write)", read_only, raw=True,
+          shown="unifocal train -o $W/ro TINY --epochs 1 (creating files in $W/ro fails with EACCES)"),
+        F("MONAI network with pretrained=True", lambda w: ["train", "-o", str(w / "r22"), *TINY, "--model", "SwinUNETR", "--model-param", "pretrained=true"]),
+        F("1x1 PNG input", lambda w: ["predict", run_, str(png(w / "dot" / "dot.png", size=(1, 1))), "-o", str(w / "p19")]),
+        F("input folder with .tif, .jpg, .NII.GZ and a text file", lambda w: ["predict", run_, str(w / "fmt"), "-o", str(w / "p20"), "-q"], setup=setup_formats,
+          check=lambda: "written: " + ", ".join(sorted(p.name for p in (w / "p20").iterdir()))),
+        F("x.png beside x.jpg in a predict input folder", lambda w: ["predict", run_, str(w / "stems"), "-o", str(w / "p21")], setup=setup_stems),
+        F("x.png beside x.jpg in a pairs dataset", lambda w: ["data", "summary", str(w / "pstems"), "--layout", "pairs"], setup=setup_pair_stems),
+        F("files written under umask 027", umask_run, raw=True, shown="umask 027; unifocal train -o $W/um TINY --epochs 1"),
+        F("every mask background", lambda w: ["train", "-o", str(w / "r23"), "--dataset", str(pairs_ds(w / "allbg", fg=False)), *PAIRS, "--epochs", "1"]),
+        F("-o under an existing file (file/sub)", lambda w: ["train", "-o", str(w / "afile" / "sub"), *TINY, "--epochs", "1"], setup=setup_file,
+          check=lambda: "file kept" if (w / "afile").read_text() == "keep me" else "FILE CHANGED"),
+        F("dataset.json nested 5000 levels", lambda w: ["data", "summary", str(msd(w / "deepjson"))], setup=lambda w: (msd(w / "deepjson") / "dataset.json").write_text(deep + "]" * 5000)),
+        F("--config naming a relative dataset path (read from another directory)", lambda w: ["train", "-o", str(w / "r24"), "-c", str(w / "cfgdir" / "c.yaml"), *PAIRS, "--epochs", "1"],
+          setup=lambda w: (pairs_ds(w / "cfgdir" / "ds"), (w / "cfgdir" / "c.yaml").write_text("dataset: {path: ds}\n")),
+          check=lambda: "recorded dataset.path: " + __import__("yaml").safe_load((w / "r24" / "config.yaml").read_text())["dataset"]["path"].replace(str(w), "$W")),
     ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--only", type=str, default="")
+    ap.add_argument("--only", type=str, default="", help="rows to run: 3,5,52-93")
     args = ap.parse_args()
-    only = {int(x) for x in args.only.split(",") if x}
+    only: set[int] = set()
+    for x in filter(None, args.only.split(",")):
+        a, _, b = x.partition("-")
+        only |= set(range(int(a), int(b or a) + 1))
     with tempfile.TemporaryDirectory() as tmp:
         w = Path(tmp)
         os.environ["UNIFOCAL_CACHE"] = str(w / "cache")
@@ -451,11 +701,11 @@ def main() -> None:
                 argv = f.cmd(w)
                 rc, out, err = run([*CLI, *argv])
                 outcome = last_line(err) or last_line(out)
-                shown = "unifocal " + " ".join(argv)
+                shown = f.shown or "unifocal " + " ".join(argv)
             if f.check:
                 outcome += f" [{f.check()}]"
             shown = shown.replace(str(w), "$W").replace(" -q", "").replace(" ".join(TINY[:-1]), "TINY")
-            outcome = outcome.replace(str(w), "$W").replace("|", "\\|")
+            outcome = outcome.replace(str(w), "$W").replace(os.getcwd(), "$PWD").replace("|", "\\|")
             rows.append(f"| {i} | {f.name} | `{shown}` | {rc} | {outcome} |")
             print(rows[-1], f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     table = ("| # | fault | command | exit | outcome |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
