@@ -188,6 +188,8 @@ def test_model_level_end_to_end():
     assert set(ml.power) == {0.01, 0.02} and all(0 <= v <= 1 for v in ml.power.values())
     assert ml.seeds_eff == pytest.approx(5 / (1 / 3 + 4))
     md = model_level_markdown(ml, {"uf": "Unified Focal", "dice": "Dice", "focal": "Focal"}, ["uf", "dice", "focal"])
+    assert ml.seeds == {0: [0, 1, 2], 1: [0], 2: [0], 3: [0], 4: [0]}
+    assert "Trained networks (the unit of these statistics): fold 0: seeds 0, 1, 2; folds 1, 2, 3, 4: seed 0." in md
     for needle in ("Noise floor", "Friedman test over the networks", "Verdicts:", "Focal lower than Unified Focal",
                    "power to detect"):
         assert needle in md

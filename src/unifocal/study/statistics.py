@@ -346,6 +346,7 @@ class ModelLevel:
         needed: ``{delta: {seeds: folds needed for 80% power}}``.
         seeds_eff: harmonic mean of the seeds per fold (the study's ``S`` in :func:`power`).
         n_folds: folds of the study.
+        seeds: ``{fold: [seeds]}``, every seed any loss has on the fold.
     """
 
     cls: str
@@ -361,6 +362,7 @@ class ModelLevel:
     needed: dict[float, dict[int, int | None]]
     seeds_eff: float
     n_folds: int
+    seeds: dict[int, list[int]]
 
 
 def _paired_network_diffs(ref, other, cls: str, metric: str) -> dict[tuple[int, int], np.ndarray]:
@@ -433,9 +435,11 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
             sd_fold_est.append(math.sqrt(max(0.0, float(fold_means.var(ddof=1)) - noise)))
     sd_fold = float(np.median(sd_fold_est)) if sd_fold_est else float("nan")
     seeds_per_fold: dict[int, int] = {}
+    seed_sets: dict[int, set[int]] = {}
     for n in order:
         for k, s in arms[n].seeds.items():
             seeds_per_fold[k] = max(seeds_per_fold.get(k, 0), len(s))
+            seed_sets.setdefault(k, set()).update(s)
     n_folds = len(seeds_per_fold)
     seeds_eff = (n_folds / sum(1.0 / s for s in seeds_per_fold.values())) if seeds_per_fold else float("nan")
     pw: dict[float, float] = {}
@@ -444,7 +448,8 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
         for dlt in deltas:
             pw[dlt] = power(dlt, sd_fold, floor, n_folds, seeds_eff, alpha)
             need[dlt] = networks_needed(dlt, sd_fold, floor, alpha=alpha)
-    return ModelLevel(cls, floors, comps, verdicts, blocks, ranks, fried, cd, sd_fold, pw, need, seeds_eff, n_folds)
+    return ModelLevel(cls, floors, comps, verdicts, blocks, ranks, fried, cd, sd_fold, pw, need, seeds_eff, n_folds,
+                      {k: sorted(v) for k, v in sorted(seed_sets.items())})
 
 
 def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Sequence[str], metric_title: str = "DSC",
@@ -454,7 +459,12 @@ def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Seque
     f = f"{{:.{digits}f}}"
     s = f"{{:+.{digits}f}}"
     head = f" ({class_title})" if class_title else ""
-    out = [f"### Noise floor{head}", "",
+    by_seeds: dict[tuple[int, ...], list[int]] = {}
+    for k, sds in ml.seeds.items():
+        by_seeds.setdefault(tuple(sds), []).append(k)
+    nets = "; ".join(f"fold{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}: seed{'s' if len(sd) > 1 else ''} "
+                     f"{', '.join(map(str, sd))}" for sd, ks in by_seeds.items())
+    out = [f"Trained networks (the unit of these statistics): {nets}.", "", f"### Noise floor{head}", "",
            "| Loss | Networks | Folds with ≥ 2 seeds | Seed-to-seed SD | Largest spread in a fold |",
            "|---|:-:|:-:|:-:|:-:|"]
     for n in [*order, "study"]:
