@@ -51,3 +51,17 @@ def test_a_bad_metric_value_names_the_file(tmp_path):
     f.write_text(f.read_text().replace("0.5", "O.5", 1))
     with pytest.raises(ValueError, match=r"fold0/metrics_per_case\.csv: could not convert string to float: 'O\.5'"):
         collect_runs(tmp_path)
+
+
+def test_the_report_lists_what_it_left_out(tmp_path):
+    from unifocal.study.report import make_report
+
+    for k in range(2):
+        write_run(tmp_path / "dice" / f"fold{k}", _config(k), _cases(0.5 + k / 10))
+        write_run(tmp_path / "combo" / f"fold{k}", _config(k, "combo"), _cases(0.6))
+    running = tmp_path / "combo" / "fold2"
+    running.mkdir()
+    (running / "summary.json").write_text(json.dumps({"status": "running"}))
+    rep = make_report(tmp_path, figures=False)
+    assert any(n.startswith("left out: combo/fold2: not finished") for n in rep.notes), rep.notes
+    assert "left out: combo/fold2" in (tmp_path / "report" / "report.md").read_text()

@@ -62,6 +62,10 @@ def duplicates(
 
     with user_errors():
         options = parse_key_values(dataset_option, "--dataset-option")
+        if output is not None:
+            from unifocal.training.lock import refuse_run_folder
+
+            refuse_run_folder(output, "duplicates folder (-o)")
         if output is not None and (output / SPLITS_FILE).is_file():
             raise ValueError(f"{output / SPLITS_FILE} exists: its folds are already made; write the duplicates "
                              "to a new study folder (a split that cuts a group is refused when the file is read)")

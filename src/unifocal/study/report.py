@@ -205,6 +205,8 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
                  wall_time_s=float(sum(float(r.summary.get("wall_time_s") or 0.0) for r in runs)))
     if leak_note:
         rep.notes.append(leak_note)
+    for d, why in getattr(runs, "skipped", []):  # nothing is left out without a word
+        rep.notes.append(f"left out: {_rel(Path(d), runs_dir)}: {why}")
     if left_out:
         common = ", ".join(map(str, sorted(next(iter(arms.values())).runs)))
         rep.notes.append(
