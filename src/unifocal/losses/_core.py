@@ -562,6 +562,15 @@ def focal_tversky_term(ti: Tensor, exponent: Sequence[float]) -> Tensor:
     return x.pow(constant(exponent, ti))
 
 
+def _number_or_constant(v: float | Sequence[float], like: Tensor) -> Tensor | float:
+    """A number as is; per-class numbers as a constant tensor, or one number when they are all equal."""
+    if isinstance(v, float | int):
+        return float(v)
+    if len(set(v)) == 1:
+        return float(v[0])
+    return constant(v, like)
+
+
 @dataclass(frozen=True)
 class Tversky:
     """A Tversky-type region term per class: ``(1 - TI_c)^{e_c}``, or ``TI_c`` itself (``exponent=None``).
@@ -578,8 +587,17 @@ class Tversky:
     smooth: float
 
     def weights(self, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
-        return tuple(w if isinstance(w, float | int) else constant(w, like)  # type: ignore[return-value]
-                     for w in (self.fp_weight, self.fn_weight))
+        """``(w_FP, w_FN)``: numbers, or constant tensors ``(K,)`` when they differ by class."""
+        return _number_or_constant(self.fp_weight, like), _number_or_constant(self.fn_weight, like)
+
+    def denominator_tp(self, like: Tensor) -> Tensor | float:
+        """``1 - w_FN - w_FP``, the coefficient of ``TP`` in ``D`` (a number or a constant per class)."""
+        if isinstance(self.fp_weight, float | int) and isinstance(self.fn_weight, float | int):
+            return 1.0 - float(self.fn_weight) - float(self.fp_weight)
+        k = len(self.fp_weight) if not isinstance(self.fp_weight, float | int) else len(self.fn_weight)
+        fp = self.fp_weight if not isinstance(self.fp_weight, float | int) else (self.fp_weight,) * k
+        fn = self.fn_weight if not isinstance(self.fn_weight, float | int) else (self.fn_weight,) * k
+        return _number_or_constant(tuple(1.0 - a - b for a, b in zip(fn, fp, strict=True)), like)
 
     def __call__(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
         wfp, wfn = self.weights(tp)

@@ -118,7 +118,7 @@ def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
 class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                terms: Terms, closed: tuple | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         ctx.set_materialize_grads(False)
         b, k, _ = x.shape
         ps, lse, spare = _softmax_parts(x)
@@ -198,13 +198,15 @@ class _FusedLoss(torch.autograd.Function):
                 pt = masks.dot(ps, torch.empty_like(lf))
         ctx.save_for_backward(*ps, lf, pt, valid, n_valid, h)
         ctx.terms, ctx.k = terms, k
-        return _outputs(ctx, x, dist, tp, psum, count)
+        return _outputs(ctx, x, dist, tp, psum, count, closed)
 
     @staticmethod
     @_first_derivative_only
     @once_differentiable
     def backward(ctx: Any, g_dist: Tensor | None, dtp: Tensor | None, dps: Tensor | None,
                  _g_count: Tensor | None) -> tuple[Tensor | None, ...]:
+        if ctx.closed is not None and g_dist is not None:
+            dtp, dps = _closed_form_grads(ctx, g_dist)
         k = ctx.k
         saved = ctx.saved_tensors
         ps = list(saved[:k])
@@ -218,7 +220,7 @@ class _FusedLoss(torch.autograd.Function):
         else:
             h = scale = None
         if h is None and dtp is None and dps is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         cols = None
         if dtp is not None or dps is not None:
             dtp = dtp if dtp is not None else torch.zeros_like(dps)
@@ -248,13 +250,27 @@ class _FusedLoss(torch.autograd.Function):
             else:
                 torch.mul(valid, cols[c], out=g).sub_(u).mul_(ps[c])
             g.addcmul_(masks.get(c), e)
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def _outputs(ctx: Any, x: Tensor, dist: Tensor | None, tp: Tensor | None, psum: Tensor | None,
-             count: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The four outputs of a fused function; missing ones are empty and marked non-differentiable."""
+             count: Tensor | None, closed: tuple | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The four outputs of a fused function: the loss per row, then ``(TP, ΣP, Σg)``.
+
+    With ``closed`` (every region term a :class:`Tversky`) the region terms are added here in closed
+    form (:func:`_closed_form`) and the statistics are returned for inspection only; otherwise the
+    first output is the distribution term and the caller adds the region terms by autograd. Missing
+    outputs are zeros, marked non-differentiable.
+    """
     b, k = x.shape[0], x.shape[1]
+    ctx.closed = None
+    if closed is not None and tp is not None:
+        region, a_tp, a_ps = _closed_form(tp, psum, count, *closed)
+        ctx.closed, ctx.rows = (a_tp, a_ps, closed[2]), b
+        dist = region if dist is None else dist.add_(region)
+        out = [dist, tp, psum, count]
+        ctx.mark_non_differentiable(tp, psum, count)
+        return tuple(out)  # type: ignore[return-value]
     out = [dist if dist is not None else x.new_zeros(b)]
     out += [tp, psum, count] if tp is not None else [x.new_zeros(b, k) for _ in range(3)]
     ctx.mark_non_differentiable(*[t for t, given in zip(out, (dist, tp, psum, None), strict=True) if given is None])
@@ -273,7 +289,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                terms: Terms, closed: tuple | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         # in place wherever possible: on CPU, first-touch page faults of fresh buffers cost more than
         # the arithmetic
         ctx.set_materialize_grads(False)
@@ -284,7 +300,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
         buf = torch.empty_like(m1)  # scratch for the products summed below, then the sign
         if terms.regions:
             p1 = torch.sigmoid(z)
-            nv = n_valid if valid is not None else torch.full_like(n_valid, float(n))
+            nv = n_valid
             tp1 = torch.mul(m1, p1, out=buf).sum(-1)
             ps1 = p1.sum(-1) if valid is None else torch.mul(p1, valid, out=buf).sum(-1)
             c1 = m1.sum(-1)
@@ -327,11 +343,21 @@ class _FusedBinaryLoss(torch.autograd.Function):
             if valid is not None:
                 f.mul_(valid)
                 d_da.mul_(valid)
-            dist = f.sum(-1).div_(n_valid).mul_(-terms.coef)
-            d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
+            if valid is None:  # n_valid is n everywhere: a number, no tensor operations
+                dist = f.sum(-1).mul_(-terms.coef / n)
+                d_dz = d_da.mul_(sign).mul_(terms.coef / n)
+            else:
+                dist = f.sum(-1).div_(n_valid).mul_(-terms.coef)
+                d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
         ctx.save_for_backward(d_dz, dp1, m1, valid)
         ctx.shape = x.shape
-        return _outputs(ctx, x, dist, tp, psum, count)
+        out = _outputs(ctx, x, dist, tp, psum, count, closed)
+        if ctx.closed is not None:
+            # the backward pass needs only α = A_1 - A_0 - B_0 and β = B_1 + B_0 (class docstring):
+            # formed here once, ``[B_0, B_1, A_0, A_1] @ _ALPHA_BETA``
+            a_tp, a_ps, pool = ctx.closed
+            ctx.closed = (torch.cat([a_tp, a_ps], 1).matmul(constant(_ALPHA_BETA, a_tp).view(4, 2)), None, pool)
+        return out
 
     @staticmethod
     @_first_derivative_only
@@ -339,17 +365,22 @@ class _FusedBinaryLoss(torch.autograd.Function):
     def backward(ctx: Any, g_dist: Tensor | None, dtp: Tensor | None, dps: Tensor | None,
                  _g_count: Tensor | None) -> tuple[Tensor | None, ...]:
         d_dz, dp1, m1, valid = ctx.saved_tensors
+        alpha = beta = None
+        if ctx.closed is not None and g_dist is not None:
+            ab = _closed_form_grads(ctx, g_dist)[0]
+            alpha, beta = ab[:, :1], ab[:, 1:]
         if g_dist is None:
             d_dz = None
-        if d_dz is None and dtp is None and dps is None:
-            return None, None, None, None, None
-        grad = torch.empty(ctx.shape, dtype=m1.dtype, device=m1.device)
-        dz = grad[:, 1]  # everything is accumulated in place in the output buffer
-        if dtp is not None or dps is not None:
+        if alpha is None and (dtp is not None or dps is not None):
             dtp = dtp if dtp is not None else torch.zeros_like(dps)
             dps = dps if dps is not None else torch.zeros_like(dtp)
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
+        if d_dz is None and alpha is None:
+            return None, None, None, None, None, None
+        grad = torch.empty(ctx.shape, dtype=m1.dtype, device=m1.device)
+        dz = grad[:, 1]  # everything is accumulated in place in the output buffer
+        if alpha is not None:
             torch.mul(m1, beta, out=dz)
             if valid is None:
                 dz.add_(alpha)
@@ -361,95 +392,99 @@ class _FusedBinaryLoss(torch.autograd.Function):
         else:
             torch.mul(d_dz, g_dist.unsqueeze(1), out=dz)
         torch.neg(dz, out=grad[:, 0])
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
-class _TverskyRegions(torch.autograd.Function):
-    """``Σ_i scale_i · mean_c R_i(TP, FP, FN)_c`` per row for :class:`Tversky` terms, gradient in closed form.
+def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes: list[int] | None,
+                 pool: tuple[bool, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """``Σ_i scale_i · mean_c R_i`` per row for :class:`Tversky` terms, with its gradient coefficients.
 
     With ``N = TP + s``, ``D = TP + w_FN·FN + w_FP·FP + s`` (``FP = ΣP - TP``, ``FN = Σg - TP``) and
     ``TI = N / D``: ``∂TI/∂TP = (1 - TI·(1 - w_FN - w_FP)) / D`` and ``∂TI/∂ΣP = -TI·w_FP / D``; for
     ``R = max(1 - TI, floor)^e``, ``∂R/∂TI = -e·max(1 - TI, floor)^{e-1}`` where ``1 - TI >= floor``
     (the clamp passes no gradient below it, as ``clamp_min`` does), and ``∂R/∂TI = 1`` for ``R = TI``.
-    Both are formed in the forward pass on the tiny ``(B', K)`` statistics (pooled over the batch when
-    ``batch=True``); the backward pass scales them by the incoming gradient. This replaces some sixty
-    small autograd operations per call, the fixed cost that dominates small inputs.
+    Returns the per-row value ``(B',)`` and ``(∂/∂TP, ∂/∂ΣP)`` of the (pooled, with ``batch=True``)
+    statistics; :func:`_closed_form_grads` scales them by the incoming gradient. This replaces some
+    sixty small autograd operations per call, the fixed cost that dominates small inputs.
     """
-
-    @staticmethod
-    def forward(ctx: Any, tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes: list[int] | None,
-                pool: tuple[bool, int]) -> Tensor:
-        batch, channels = pool
-        rows, k = tp.shape
-        if batch:
-            tp, psum, count = (t.view(-1, channels, k).sum(0) for t in (tp, psum, count))
-        if classes is None:
-            cls: Tensor | float = 1.0 / k
+    batch, channels = pool
+    rows, k = tp.shape
+    if batch:
+        tp, psum, count = (t.view(-1, channels, k).sum(0) for t in (tp, psum, count))
+    if classes is None:
+        cls: Tensor | float = 1.0 / k
+    else:
+        cls = constant([1.0 / len(classes) if c in classes else 0.0 for c in range(k)], tp)
+    value = a_tp = a_ps = None
+    for scale, term, _ in regions:
+        wfp, wfn = term.weights(tp)
+        n = tp + term.smooth
+        # D = TP + w_FN (Σg - TP) + w_FP (ΣP - TP) + s = TP (1 - w_FN - w_FP) + w_FN Σg + w_FP ΣP + s
+        c1 = term.denominator_tp(tp)
+        d = tp * c1
+        d = d.add_(count * wfn if isinstance(wfn, float) else count.mul(wfn))
+        d = d.add_(psum * wfp if isinstance(wfp, float) else psum.mul(wfp)).add_(term.smooth)
+        ti = n.div_(d)
+        weights_c = cls * scale  # the class mean and the term's scale, per class
+        if term.exponent is None:
+            r, g = ti, weights_c
         else:
-            cls = constant([1.0 / len(classes) if c in classes else 0.0 for c in range(k)], tp)
-        value = a_tp = a_ps = None
-        for scale, term, _ in regions:
-            wfp, wfn = term.weights(tp)
-            n = tp + term.smooth
-            d = torch.add(n, (count - tp) * wfn).add_((psum - tp) * wfp)
-            ti = n.div_(d)
-            if term.exponent is None:
-                r = ti
-                g = cls * scale
+            x = torch.rsub(ti, 1.0)
+            ok = x >= POW_FLOOR
+            xc = x.clamp_min_(POW_FLOOR)
+            e_vals = term.exponent
+            if all(e == 1.0 for e in e_vals):
+                r = xc
+                g = ok.to(ti.dtype).mul_(weights_c).neg_()
             else:
-                x = torch.rsub(ti, 1.0)
-                ok = x >= POW_FLOOR
-                xc = x.clamp_min_(POW_FLOOR)
-                e_vals = term.exponent
-                if all(e == 1.0 for e in e_vals):
-                    r = xc
-                    g = ok.to(ti.dtype).mul_(-scale)
-                else:
-                    e = e_vals[0] if len(set(e_vals)) == 1 else constant(e_vals, ti)
-                    r = xc.pow(e)
-                    g = r.div(xc).mul_(ok).mul_(e).mul_(-scale)  # -scale · e · xc^{e-1} where unclamped
-                g = g.mul_(cls)
-            v = (r * cls).sum(-1) * scale
-            value = v if value is None else value.add_(v)
-            # g·∂TI/∂TP = g (1 - TI (1 - w_FN - w_FP)) / D; g·∂TI/∂ΣP = -g TI w_FP / D
-            g = d.reciprocal_().mul_(g)
-            dtp = (ti * (1.0 - wfn - wfp)).neg_().add_(1.0).mul_(g)
-            dps = ti.mul_(g).mul_(-wfp)
-            a_tp = dtp if a_tp is None else a_tp.add_(dtp)
-            a_ps = dps if a_ps is None else a_ps.add_(dps)
-        ctx.save_for_backward(a_tp, a_ps)
-        ctx.pool, ctx.rows = pool, rows
-        return spread(value, rows)
+                e = e_vals[0] if len(set(e_vals)) == 1 else constant(e_vals, ti)
+                r = xc.pow(e)
+                # -scale · cls · e · xc^{e-1} where unclamped
+                g = r.div(xc).mul_(ok).mul_(weights_c * e).neg_()
+        v = r.matmul(weights_c) if isinstance(weights_c, Tensor) else r.sum(-1).mul_(weights_c)
+        value = v if value is None else value.add_(v)
+        # g·∂TI/∂TP = g/D · (1 - TI·c1); g·∂TI/∂ΣP = -g/D · TI·w_FP
+        g = d.reciprocal_().mul_(g)
+        gt = g * ti
+        dtp = torch.sub(g, gt.mul(c1)) if isinstance(c1, Tensor) else g.sub_(gt, alpha=c1)
+        dps = gt.mul_(wfp).neg_()
+        a_tp = dtp if a_tp is None else a_tp.add_(dtp)
+        a_ps = dps if a_ps is None else a_ps.add_(dps)
+    return spread(value, rows), a_tp, a_ps
 
-    @staticmethod
-    @_first_derivative_only
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        a_tp, a_ps = ctx.saved_tensors
-        batch, channels = ctx.pool
-        if batch:
-            go = grad_out.view(-1, channels).sum(0).unsqueeze(1)
-            reps = ctx.rows // channels
-            return (a_tp * go).repeat(reps, 1), (a_ps * go).repeat(reps, 1), None, None, None, None
-        go = grad_out.unsqueeze(1)
-        return a_tp * go, a_ps * go, None, None, None, None
+
+#: ``[B_0, B_1, A_0, A_1]`` to ``[α, β]`` of the two-class backward pass, row-major ``(4, 2)``.
+_ALPHA_BETA = (-1.0, 1.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0)
+
+
+def _closed_form_grads(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(∂L/∂TP, ∂L/∂ΣP)`` per row ``(B', K)`` from the coefficients of :func:`_closed_form`.
+
+    (The two-class function keeps ``[α, β]`` in the first slot and ``None`` in the second.)
+    """
+    a_tp, a_ps, (batch, channels) = ctx.closed
+    if batch:
+        go = grad_out.view(-1, channels).sum(0).unsqueeze(1)
+        reps = ctx.rows // channels
+        return (a_tp * go).repeat(reps, 1), None if a_ps is None else (a_ps * go).repeat(reps, 1)
+    go = grad_out.unsqueeze(1)
+    return a_tp * go, None if a_ps is None else a_ps * go
 
 
 def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     """Per-row loss ``(B',)`` for logits with integer labels (see the module docstring).
 
-    The fused function returns the distribution term and the per-class statistics ``(TP, ΣP, Σg)``;
-    the region terms of those tiny ``(B', K)`` tensors are :class:`_TverskyRegions` (closed form) or,
-    for any other region function, plain autograd; either way their gradients reach the fused
-    backward pass directly as ``(∂R/∂TP, ∂R/∂ΣP)``, with no autograd call of its own.
+    The region terms of the tiny ``(B', K)`` statistics ``(TP, ΣP, Σg)`` are differentiated in closed
+    form inside the fused function when they are all :class:`Tversky` terms (every loss of the
+    library); a custom region function is plain autograd on the statistics the function returns,
+    whose gradients then reach the fused backward pass as ``(∂R/∂TP, ∂R/∂ΣP)``.
     """
     fn = _FusedBinaryLoss if prep.num_classes == 2 else _FusedLoss
-    dist, tp, psum, count = fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms)
-    if not terms.regions:
-        return dist
     pool = (bool(prep.common["batch"]), prep.channels)
-    if all(isinstance(f, Tversky) for _, f, _ in terms.regions):
-        region = _TverskyRegions.apply(tp, psum, count, terms.regions, terms.classes, pool)
-    else:
-        region = spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), prep.batch_size)
-    return dist + region if terms.coef else region
+    closed = all(isinstance(f, Tversky) for _, f, _ in terms.regions)
+    value, tp, psum, count = fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms,
+                                      (terms.regions, terms.classes, pool) if closed else None)
+    if closed:
+        return value
+    region = spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), prep.batch_size)
+    return value + region if terms.coef else region
