@@ -194,8 +194,8 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
         if not dup.is_file():
             raise ValueError(f"duplicates file {dup} does not exist (write it with unifocal data duplicates)")
         n_left, n_cases = exclude_leaked(runs, load_duplicates(dup))
-        leak_note = (f"Leak-free re-analysis: {n_left} of {n_cases} validation cases (over all runs) have a "
-                     f"near-duplicate in their run's training set ({dup.name}) and are left out of every table.")
+        leak_note = (f"Leak-free re-analysis: {n_left} of {n_cases} validation cases have a near-duplicate in "
+                     f"their run's training set ({dup.name}) and are left out of every table.")
     all_arms = group_arms(runs)
     arms, left_out = complete_fold_arms(all_arms) if st["complete_folds"] else (all_arms, {})
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -280,7 +280,7 @@ def exclude_leaked(runs: Sequence[RunResult], groups: Sequence[Sequence[str]]) -
     group) in that run's training set (its ``split.json``).
 
     Returns:
-        ``(cases left out, validation cases)`` summed over the runs.
+        ``(cases left out, validation cases)``, distinct case ids over the runs.
 
     Raises:
         ValueError: a run without its ``split.json``.
@@ -288,7 +288,8 @@ def exclude_leaked(runs: Sequence[RunResult], groups: Sequence[Sequence[str]]) -
     import json
 
     group_of = {c: set(g) for g in groups for c in g}
-    left = total = 0
+    left: set[str] = set()
+    total: set[str] = set()
     for r in runs:
         f = r.run_dir / "split.json"
         if not f.is_file():
@@ -299,9 +300,9 @@ def exclude_leaked(runs: Sequence[RunResult], groups: Sequence[Sequence[str]]) -
         for per in r.cases.values():
             for c in leaked:
                 per.pop(c, None)
-        left += len(leaked)
-        total += len(ids)
-    return left, total
+        left |= leaked
+        total |= ids
+    return len(left), len(total)
 
 
 def complete_fold_arms(arms: dict[str, Arm]) -> tuple[dict[str, Arm], dict[int, list[str]]]:
