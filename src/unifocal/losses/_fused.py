@@ -277,6 +277,14 @@ def _outputs(ctx: Any, x: Tensor, dist: Tensor | None, tp: Tensor | None, psum: 
     return tuple(out)  # type: ignore[return-value]
 
 
+#: ``[n, ΣP_1, TP_1, Σg_1]`` to ``[TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1]``, row-major ``(4, 6)``:
+#: ``TP_0 = n - ΣP_1 - Σg_1 + TP_1``, ``ΣP_0 = n - ΣP_1``, ``Σg_0 = n - Σg_1``.
+_BINARY_STATS = (1.0, 0.0, 1.0, 0.0, 1.0, 0.0,
+                 -1.0, 0.0, -1.0, 1.0, 0.0, 0.0,
+                 1.0, 1.0, 0.0, 0.0, 0.0, 0.0,
+                 -1.0, 0.0, 0.0, 0.0, -1.0, 1.0)
+
+
 class _FusedBinaryLoss(torch.autograd.Function):
     """Two classes: everything is a function of the logit difference ``z = x_1 - x_0``.
 
@@ -304,9 +312,9 @@ class _FusedBinaryLoss(torch.autograd.Function):
             tp1 = torch.mul(m1, p1, out=buf).sum(-1)
             ps1 = p1.sum(-1) if valid is None else torch.mul(p1, valid, out=buf).sum(-1)
             c1 = m1.sum(-1)
-            tp = torch.stack([nv - ps1 - c1 + tp1, tp1], 1)
-            psum = torch.stack([nv - ps1, ps1], 1)
-            count = torch.stack([nv - c1, c1], 1)
+            # [TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1] = [n, ΣP_1, TP_1, Σg_1] @ _BINARY_STATS: one product
+            stats = torch.stack([nv, ps1, tp1, c1], 1).matmul(constant(_BINARY_STATS, nv).view(4, 6))
+            tp, psum, count = stats[:, 0:2], stats[:, 2:4], stats[:, 4:6]
             dp1 = p1.addcmul_(p1, p1, value=-1.0)  # σ'(z) = p1 (1 - p1): all the backward pass needs
         dist = d_dz = None
         if terms.coef:
@@ -411,43 +419,40 @@ def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes
     rows, k = tp.shape
     if batch:
         tp, psum, count = (t.view(-1, channels, k).sum(0) for t in (tp, psum, count))
-    if classes is None:
-        cls: Tensor | float = 1.0 / k
-    else:
-        cls = constant([1.0 / len(classes) if c in classes else 0.0 for c in range(k)], tp)
+    cls = [1.0 / k] * k if classes is None else [1.0 / len(classes) if c in classes else 0.0 for c in range(k)]
     value = a_tp = a_ps = None
     for scale, term, _ in regions:
         wfp, wfn = term.weights(tp)
+        # D = TP + w_FN (Σg - TP) + w_FP (ΣP - TP) + s, exactly as tversky_index (a perfect
+        # prediction gives TI = 1 exactly, as on the autograd path)
         n = tp + term.smooth
-        # D = TP + w_FN (Σg - TP) + w_FP (ΣP - TP) + s = TP (1 - w_FN - w_FP) + w_FN Σg + w_FP ΣP + s
-        c1 = term.denominator_tp(tp)
-        d = tp * c1
-        d = d.add_(count * wfn if isinstance(wfn, float) else count.mul(wfn))
-        d = d.add_(psum * wfp if isinstance(wfp, float) else psum.mul(wfp)).add_(term.smooth)
+        d = _add_scaled(n, count - tp, wfn)
+        d = _add_scaled(d, psum - tp, wfp, inplace=True)
         ti = n.div_(d)
-        weights_c = cls * scale  # the class mean and the term's scale, per class
+        weights_c = [w * scale for w in cls]  # the class mean and the term's scale, per class
         if term.exponent is None:
-            r, g = ti, weights_c
+            r, g = ti, _number_or_vector(weights_c, ti)
         else:
             x = torch.rsub(ti, 1.0)
             ok = x >= POW_FLOOR
             xc = x.clamp_min_(POW_FLOOR)
             e_vals = term.exponent
+            # ∂R/∂TI · class weight = -e · xc^{e-1} · w_c where unclamped
+            coef = _number_or_vector([-w * e for w, e in zip(weights_c, e_vals, strict=True)], ti)
             if all(e == 1.0 for e in e_vals):
                 r = xc
-                g = ok.to(ti.dtype).mul_(weights_c).neg_()
+                g = ok.to(ti.dtype).mul_(coef)
             else:
-                e = e_vals[0] if len(set(e_vals)) == 1 else constant(e_vals, ti)
-                r = xc.pow(e)
-                # -scale · cls · e · xc^{e-1} where unclamped
-                g = r.div(xc).mul_(ok).mul_(weights_c * e).neg_()
-        v = r.matmul(weights_c) if isinstance(weights_c, Tensor) else r.sum(-1).mul_(weights_c)
+                r = xc.pow(e_vals[0] if len(set(e_vals)) == 1 else constant(e_vals, ti))
+                g = r.div(xc).mul_(ok).mul_(coef)
+        v = r.matmul(constant(weights_c, ti))
         value = v if value is None else value.add_(v)
-        # g·∂TI/∂TP = g/D · (1 - TI·c1); g·∂TI/∂ΣP = -g/D · TI·w_FP
+        # g·∂TI/∂TP = g/D · (1 - TI·c1); g·∂TI/∂ΣP = -g/D · TI·w_FP, with c1 = 1 - w_FN - w_FP
         g = d.reciprocal_().mul_(g)
         gt = g * ti
-        dtp = torch.sub(g, gt.mul(c1)) if isinstance(c1, Tensor) else g.sub_(gt, alpha=c1)
-        dps = gt.mul_(wfp).neg_()
+        c1 = term.denominator_tp(tp)
+        dtp = g.sub_(gt, alpha=c1) if isinstance(c1, float) else g.sub_(gt.mul(c1))
+        dps = gt.mul_(-wfp) if isinstance(wfp, float) else gt.mul_(wfp).neg_()
         a_tp = dtp if a_tp is None else a_tp.add_(dtp)
         a_ps = dps if a_ps is None else a_ps.add_(dps)
     return spread(value, rows), a_tp, a_ps
@@ -455,6 +460,18 @@ def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes
 
 #: ``[B_0, B_1, A_0, A_1]`` to ``[α, β]`` of the two-class backward pass, row-major ``(4, 2)``.
 _ALPHA_BETA = (-1.0, 1.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0)
+
+
+def _add_scaled(a: Tensor, b: Tensor, w: Tensor | float, inplace: bool = False) -> Tensor:
+    """``a + w·b`` for a number or a per-class tensor ``w`` (one operation for a number)."""
+    if isinstance(w, float):
+        return a.add_(b, alpha=w) if inplace else torch.add(a, b, alpha=w)
+    return a.addcmul_(b, w) if inplace else torch.addcmul(a, b, w)
+
+
+def _number_or_vector(values: list[float], like: Tensor) -> Tensor | float:
+    """One number when the per-class values are all equal, else a constant ``(K,)`` tensor."""
+    return values[0] if len(set(values)) == 1 else constant(values, like)
 
 
 def _closed_form_grads(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor | None]:
