@@ -46,7 +46,7 @@ def test_core_imports_without_pipeline_packages():
 @pytest.mark.parametrize("argv", [["train"], ["losses"], []])
 def test_cli_without_pipeline_says_in_one_line_what_to_install(argv):
     r = _run(f"from unifocal.__main__ import main\nsys.exit(main({argv!r}))")
-    assert r.returncode == 1
+    assert r.returncode == 2  # a configuration error (README: exit codes)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert 'pip install "unifocal[pipeline]"' in lines[0]

@@ -2,7 +2,8 @@
 
 The command line belongs to the ``pipeline`` extra (Typer, MONAI, SciPy, …); the core install
 (``torch`` and ``numpy``) has no command line. Without the extra, ``unifocal`` prints one line that
-says what to install instead of a traceback; ``unifocal --version`` works either way.
+says what to install instead of a traceback and exits with status 2 (a usage or configuration error,
+as the README's exit codes); ``unifocal --version`` works either way.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"unifocal {__version__}")
             return 0
         print(_hint(module), file=sys.stderr)
-        return 1
+        return 2  # a configuration error: the README's exit code 2
     try:
         app(args=args, prog_name="unifocal")
     except ModuleNotFoundError as exc:
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if module is None:
             raise
         print(_hint(module), file=sys.stderr)
-        return 1
+        return 2  # a configuration error: the README's exit code 2
     except OSError as exc:  # full disk, permissions: a message, not a traceback (docs/reliability.md)
         from unifocal.cli import os_error_message
 

@@ -2,16 +2,21 @@
 deep-supervision wrapper with its ignore label, and (slow) a tiny real nnU-Net training.
 
 A synthetic nnU-Net raw dataset (3D NIfTI, labels background / blob / ignore) is planned and
-preprocessed once with nnU-Net's own command; the trainer is then built from those plans.
+preprocessed once with nnU-Net's own command; the trainer is then built from those plans. The dataset
+script, the tiny trainer and the commands are those of docs/integrations.md ("A short real run"): the
+script and the trainer are read from the page, and the page's commands are checked against the
+test's (without nnU-Net).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,8 +27,16 @@ from unifocal.integrations.nnunet import TRAINERS, trainer_dir
 from unifocal.losses import get_loss
 
 DATASET = "Dataset987_UnifocalBlobs"
-N_CASES = 6
-SHAPE = (12, 40, 40)
+DOC = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
+PLAN_ARGS = ["-d", DATASET.split("_")[0][7:], "-c", "2d", "-np", "1"]
+TRAIN_ARGS = [DATASET.split("_")[0][7:], "2d", "0", "-tr", "nnUNetTrainerUnifiedFocalTiny", "-device", "cpu"]
+
+
+def _doc_block(name: str) -> str:
+    """The code block of docs/integrations.md under ``<!-- nnunet-example: NAME -->``."""
+    m = re.search(rf"<!-- nnunet-example: {name} -->\n```\w+\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert m, f"docs/integrations.md lost its nnU-Net example {name!r}"
+    return m.group(1)
 
 
 def _bin(name: str) -> str:
@@ -41,25 +54,11 @@ def _env(root: Path, ext: list[Path], n_proc_da: int = 0) -> dict[str, str]:
 
 
 def _write_dataset(raw: Path) -> None:
-    sitk = require("SimpleITK")
-    d = raw / DATASET
-    (d / "imagesTr").mkdir(parents=True)
-    (d / "labelsTr").mkdir()
-    rng = np.random.default_rng(0)
-    zz, yy, xx = np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij")
-    for i in range(N_CASES):
-        cz, cy, cx = SHAPE[0] / 2, rng.uniform(12, 28), rng.uniform(12, 28)
-        r = rng.uniform(5, 9)
-        lab = (((zz - cz) / 1.5) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 < r**2).astype(np.uint8)
-        img = (lab * 2.0 + rng.normal(0, 0.7, SHAPE)).astype(np.float32)
-        lab[:, :3, :] = 2  # an unannotated strip: nnU-Net's ignore label
-        for arr, path in ((img, d / "imagesTr" / f"case{i:03d}_0000.nii.gz"), (lab, d / "labelsTr" / f"case{i:03d}.nii.gz")):
-            im = sitk.GetImageFromArray(arr)
-            im.SetSpacing((1.0, 1.0, 2.0))
-            sitk.WriteImage(im, str(path))
-    (d / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "noNorm"}, "labels": {"background": 0, "blob": 1, "ignore": 2},
-        "numTraining": N_CASES, "file_ending": ".nii.gz"}))
+    """The page's ``write_dataset.py``, run with ``nnUNet_raw=raw``."""
+    require("SimpleITK")
+    with mock.patch.dict(os.environ, {"nnUNet_raw": str(raw)}):
+        exec(compile(_doc_block("write-dataset"), f"{DOC.name}:write-dataset", "exec"), {"__name__": "write_dataset"})
+    assert (raw / DATASET / "dataset.json").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +67,8 @@ def nnunet_root(tmp_path_factory) -> Path:
     require("nnunetv2")
     root = tmp_path_factory.mktemp("nnunet")
     _write_dataset(root / "raw")
-    r = subprocess.run([_bin("nnUNetv2_plan_and_preprocess"), "-d", DATASET.split("_")[0][7:], "-c", "2d",
-                        "-np", "1"],
+    # nnUNet_n_proc_DA=0 would stop planning: torch.set_num_threads(0) (docs/integrations.md)
+    r = subprocess.run([_bin("nnUNetv2_plan_and_preprocess"), *PLAN_ARGS],
                        env=_env(root, [trainer_dir()], n_proc_da=1), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return root
@@ -161,27 +160,20 @@ def test_params_owned_by_nnunet_are_rejected(nnunet_root, monkeypatch):
         build_nnunet_loss(trainer, "unified_focal", {"ignore_index": 5})
 
 
-TINY_TRAINER = '''
-import torch
-
-from unifocal.integrations.nnunet import nnUNetTrainerUnifiedFocal
-
-
-class nnUNetTrainerUnifiedFocalTiny(nnUNetTrainerUnifiedFocal):
-    # nnU-Net records the __init__ arguments by name: keep its exact signature
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 3
-        self.num_val_iterations_per_epoch = 2
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        # as nnU-Net's own *_NoMirroring trainers: no mirroring (keeps the final validation short on a CPU)
-        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return rotation, dummy_2d, initial_patch_size, None
-'''
+def test_docs_short_run_is_the_tests_run():
+    """The page's commands and environment are the ones these tests run (checked without nnU-Net)."""
+    commands = _doc_block("commands")
+    assert f"nnUNet_n_proc_DA=1 nnUNetv2_plan_and_preprocess {' '.join(PLAN_ARGS)}\n" in commands
+    assert f"nnUNet_n_proc_DA=0 nnUNetv2_train {' '.join(TRAIN_ARGS)}\n" in commands
+    env = _env(Path("root"), [])
+    for key in ("nnUNet_def_n_proc", "nnUNet_compile", "OMP_NUM_THREADS"):
+        assert f"{key}={env[key]}" in commands, key
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):  # folders: set
+        assert f"{key}=" in commands, key
+    assert DATASET in _doc_block("write-dataset")
+    trainer = _doc_block("tiny-trainer")
+    compile(trainer, f"{DOC.name}:tiny-trainer", "exec")
+    assert "class nnUNetTrainerUnifiedFocalTiny(nnUNetTrainerUnifiedFocal)" in trainer
 
 
 @pytest.mark.slow
@@ -189,9 +181,8 @@ def test_tiny_real_nnunet_training(nnunet_root, tmp_path):
     """``nnUNetv2_train`` with a subclass of the Unified Focal trainer from a user's own folder."""
     ext = tmp_path / "my_trainers"
     ext.mkdir()
-    (ext / "my_trainers_module.py").write_text(TINY_TRAINER)
-    r = subprocess.run([_bin("nnUNetv2_train"), DATASET.split("_")[0][7:], "2d", "0",
-                        "-tr", "nnUNetTrainerUnifiedFocalTiny", "-device", "cpu"],
+    (ext / "my_trainers_module.py").write_text(_doc_block("tiny-trainer"))  # the page's trainer
+    r = subprocess.run([_bin("nnUNetv2_train"), *TRAIN_ARGS],
                        env=_env(nnunet_root, [ext, trainer_dir()]), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     out = nnunet_root / "results" / DATASET / "nnUNetTrainerUnifiedFocalTiny__nnUNetPlans__2d" / "fold_0"
