@@ -59,3 +59,15 @@ def test_run_folders_hold_the_small_files_and_no_checkpoint(study):
         pytest.skip("not a git checkout")
     assert tracked, f"{study} is not committed"
     assert not [t for t in tracked if t.endswith(".pt") or "/checkpoints/" in t or "/tensorboard/" in t]
+
+
+def test_the_leak_free_reanalysis_of_the_old_busi_store_rebuilds(tmp_path):
+    """``results/busi/report_twin_excluded``: the first BUSI study without its validation cases that have a
+    near-duplicate on the training side of their fold (``docs/results.md``)."""
+    committed = RESULTS / "busi" / "report_twin_excluded"
+    if not committed.is_dir():
+        pytest.skip("no leak-free re-analysis in the store")
+    rep = make_report(RESULTS / "busi", tmp_path / "r", figures=False, duplicates="../busi_grouped/duplicates.json")
+    assert any("161 of 550 validation cases" in n for n in rep.notes), rep.notes
+    for name in ("table.md", "statistics.md", "per_fold.md"):
+        assert (tmp_path / "r" / name).read_text() == (committed / name).read_text(), name
