@@ -16,6 +16,7 @@ from unifocal.data import get_splits, load_dataset, load_splits, make_folds, sav
 from unifocal.data.case import Case
 from unifocal.data.duplicates import (
     DEFAULT_THRESHOLD,
+    _pairs_above,
     duplicate_groups,
     find_duplicates,
     load_duplicates,
@@ -78,6 +79,17 @@ def test_correlation_matches_numpy_corrcoef():
     flat = np.concatenate([t, np.ones((1, 8, 8))])  # a constant thumbnail correlates 0 with the others
     r = thumbnail_correlation(flat)
     assert r[6, 6] == 1 and np.all(r[6, :6] == 0)
+
+
+def test_blockwise_pairs_equal_the_full_matrix():
+    rng = np.random.default_rng(3)
+    t = rng.random((50, 6, 6))
+    t[10:20] = t[0] + 0.05 * rng.random((10, 6, 6))  # near copies of case 0
+    r = thumbnail_correlation(t)
+    ia, ib = np.nonzero(np.triu(r > 0.9, k=1))
+    expected = [(int(i), int(j)) for i, j in zip(ia, ib)]
+    got = [(i, j) for i, j, _ in _pairs_above(t, 0.9, block=7)]
+    assert sorted(got) == sorted(expected) and len(expected) > 40
 
 
 def test_rescaled_and_slightly_cropped_copies_are_found_distinct_scenes_are_not():

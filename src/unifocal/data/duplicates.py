@@ -82,16 +82,33 @@ def thumbnail(image: np.ndarray, size: int | None = None) -> np.ndarray:
     return _area_resize(mean, size)
 
 
-def thumbnail_correlation(thumbs: np.ndarray) -> np.ndarray:
-    """Pearson correlation matrix of thumbnails ``(N, ...)`` (a constant thumbnail correlates 0 with
-    every other, and 1 with itself)."""
+def _standardise(thumbs: np.ndarray) -> np.ndarray:
     x = np.asarray(thumbs, dtype=np.float64).reshape(len(thumbs), -1)
     x = x - x.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
-    z = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def thumbnail_correlation(thumbs: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix of thumbnails ``(N, ...)`` (a constant thumbnail correlates 0 with
+    every other, and 1 with itself)."""
+    z = _standardise(thumbs)
     r = np.clip(z @ z.T, -1.0, 1.0)
     np.fill_diagonal(r, 1.0)
     return r
+
+
+def _pairs_above(thumbs: np.ndarray, threshold: float, block: int = 1024) -> list[tuple[int, int, float]]:
+    """``(i, j, r)`` with ``i < j`` and correlation ``r > threshold``, computed a block of rows at a time
+    (memory ``block × N``, not ``N × N``, for datasets of many thousand images)."""
+    z = _standardise(thumbs)
+    out = []
+    for start in range(0, len(z), block):
+        r = np.clip(z[start:start + block] @ z.T, -1.0, 1.0)
+        ii, jj = np.nonzero(r > threshold)
+        keep = jj > ii + start
+        out += [(int(i) + start, int(j), float(r[i, j])) for i, j in zip(ii[keep], jj[keep])]
+    return out
 
 
 def duplicate_groups(ids: Sequence[str], pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
@@ -150,9 +167,8 @@ def find_duplicates(dataset: Any, threshold: float = DEFAULT_THRESHOLD, size: in
     shapes = {t.shape for t in thumbs}
     if len(shapes) > 1:
         raise ValueError(f"cases of different dimensionality {sorted(shapes)}; cannot compare thumbnails")
-    r = thumbnail_correlation(np.stack(thumbs)) if thumbs else np.zeros((0, 0))
-    ia, ib = np.nonzero(np.triu(r > threshold, k=1))
-    pairs = [[ids[a], ids[b], round(float(r[a, b]), 6)] for a, b in zip(ia.tolist(), ib.tolist())]
+    found = _pairs_above(np.stack(thumbs), float(threshold)) if thumbs else []
+    pairs = [[ids[a], ids[b], round(r, 6)] for a, b, r in found]
     pairs.sort(key=lambda p: (p[0], p[1]))
     return {
         "criterion": "Pearson correlation of area-averaged thumbnails of the stored images",
