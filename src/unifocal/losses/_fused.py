@@ -277,6 +277,20 @@ def _outputs(ctx: Any, x: Tensor, dist: Tensor | None, tp: Tensor | None, psum: 
     return tuple(out)  # type: ignore[return-value]
 
 
+def _by_class_(t: Tensor, m1: Tensor, v0: float, v1: float) -> Tensor:
+    """``t · v_t`` in place, ``v_t = v0 + (v1 - v0)·m1`` the value of each position's class (two classes)."""
+    if v0 == v1:
+        return t.mul_(v0)
+    if v0 == 0.0:
+        return t.mul_(m1).mul_(v1)
+    return t.addcmul_(t, m1, value=(v1 - v0) / v0).mul_(v0)
+
+
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """``Σ_n a·b`` per row of ``(B, N)`` tensors, without a product buffer."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
 #: ``[n, ΣP_1, TP_1, Σg_1]`` to ``[TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1]``, row-major ``(4, 6)``:
 #: ``TP_0 = n - ΣP_1 - Σg_1 + TP_1``, ``ΣP_0 = n - ΣP_1``, ``Σg_0 = n - Σg_1``.
 _BINARY_STATS = (1.0, 0.0, 1.0, 0.0, 1.0, 0.0,
@@ -322,40 +336,44 @@ class _FusedBinaryLoss(torch.autograd.Function):
             a = z.mul_(sign)  # the logit signed towards the target: p_t = σ(a)
             sp = torch.nn.functional.softplus(a)  # -log(1 - p_t); far faster than logsigmoid on CPU
             logp = a.sub_(sp)
-            pt = logp.exp()
-            weighted = False
+            pt = torch.exp(logp, out=buf)  # the sign is made again at the end: one buffer fewer
+            fold = terms.modulated and terms.weight is not None and min(terms.weight) > 0
+            w_t = None
+            if terms.weight is not None and not fold:
+                w0, w1 = terms.weight
+                w_t = torch.mul(m1, w1 - w0).add_(w0) if w0 != w1 else w0
             if terms.modulated:
                 g0, g1 = terms.gamma
-                g_t = torch.mul(m1, g1 - g0).add_(g0) if g0 != g1 else None
-                logmod = sp.mul_(g_t) if g_t is not None else sp.mul_(g0)
-                logmod.neg_()  # log (1 - p_t)^γ
-                if terms.weight is not None and min(terms.weight) > 0:
+                logmod = _by_class_(sp, m1, -g0, -g1)  # -γ_t log(1/(1-p_t)) = log (1 - p_t)^γ
+                if fold:
                     # fold the class weight in: w_t (1-p_t)^γ = exp(log w_0 + m1 log(w_1/w_0) + ...)
                     w0, w1 = terms.weight
                     logmod.add_(m1, alpha=math.log(w1 / w0)).add_(math.log(w0))
-                    weighted = True
-                mod = logmod.exp_()
-                if g_t is None:
-                    g_t = torch.full_like(pt, g0)
-                # d/da of -(1-p)^γ log p, times w_t when folded: reuses g_t's buffer
-                d_da = g_t.mul_(pt).mul_(logp).add_(pt).sub_(1.0).mul_(mod)
-                f = mod.mul_(logp)  # = -f
+                mod = logmod.exp_()  # w_t (1 - p_t)^γ (w_t when folded)
+                if w_t is not None:
+                    mod.mul_(w_t)
+                if valid is not None:
+                    mod.mul_(valid)
+                neg_f = _row_dot(mod, logp)  # Σ w_t (1-p_t)^γ log p_t = -Σ f, no product buffer
+                # d/da of -w_t (1-p)^γ log p = w_t (1-p)^γ (γ_t p log p + p - 1), in log p's buffer
+                d_da = _by_class_(logp, m1, g0, g1).mul_(pt).add_(pt).sub_(1.0).mul_(mod)
             else:
+                if w_t is not None:
+                    logp.mul_(w_t)
+                if valid is not None:
+                    logp.mul_(valid)
+                neg_f = logp.sum(-1)
                 d_da = pt.sub_(1.0)
-                f = logp  # = -f
-            if terms.weight is not None and not weighted:
-                w0, w1 = terms.weight
-                w_t = torch.mul(m1, w1 - w0).add_(w0) if w0 != w1 else w0
-                f.mul_(w_t)
-                d_da.mul_(w_t)
-            if valid is not None:
-                f.mul_(valid)
-                d_da.mul_(valid)
+                if w_t is not None:
+                    d_da.mul_(w_t)
+                if valid is not None:
+                    d_da.mul_(valid)
+            sign = torch.mul(m1, 2.0, out=z if d_da is buf else buf).sub_(1.0)
             if valid is None:  # n_valid is n everywhere: a number, no tensor operations
-                dist = f.sum(-1).mul_(-terms.coef / n)
+                dist = neg_f.mul_(-terms.coef / n)
                 d_dz = d_da.mul_(sign).mul_(terms.coef / n)
             else:
-                dist = f.sum(-1).div_(n_valid).mul_(-terms.coef)
+                dist = neg_f.div_(n_valid).mul_(-terms.coef)
                 d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
         ctx.save_for_backward(d_dz, dp1, m1, valid)
         ctx.shape = x.shape
