@@ -287,8 +287,14 @@ def _by_class_(t: Tensor, m1: Tensor, v0: float, v1: float) -> Tensor:
 
 
 def _row_dot(a: Tensor, b: Tensor) -> Tensor:
-    """``Σ_n a·b`` per row of ``(B, N)`` tensors, without a product buffer."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+    """``Σ_n a·b`` per row of ``(B, N)`` tensors.
+
+    One row: a matrix product, with no product buffer. Several: the product and a sum, since a
+    batched matrix-vector product measured about five times slower on CPU.
+    """
+    if a.shape[0] == 1:
+        return torch.mm(a, b.t()).view(1)
+    return torch.mul(a, b).sum(-1)
 
 
 #: ``[n, ΣP_1, TP_1, Σg_1]`` to ``[TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1]``, row-major ``(4, 6)``:
@@ -354,7 +360,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
                     mod.mul_(w_t)
                 if valid is not None:
                     mod.mul_(valid)
-                neg_f = _row_dot(mod, logp)  # Σ w_t (1-p_t)^γ log p_t = -Σ f, no product buffer
+                neg_f = _row_dot(mod, logp)  # Σ w_t (1-p_t)^γ log p_t = -Σ f
                 # d/da of -w_t (1-p)^γ log p = w_t (1-p)^γ (γ_t p log p + p - 1), in log p's buffer
                 d_da = _by_class_(logp, m1, g0, g1).mul_(pt).add_(pt).sub_(1.0).mul_(mod)
             else:
