@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["predict_logits", "predict_probabilities", "probs_to_labels", "save_prediction", "select_device"]
+__all__ = ["cpu_supports_bf16", "effective_amp", "predict_logits", "predict_probabilities", "probs_to_labels",
+           "save_prediction", "select_device"]
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -42,7 +45,52 @@ def select_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively: x86 AVX512-BF16 or AMX, Arm's BF16 extension.
+
+    Without it ``torch.autocast("cpu", dtype=torch.bfloat16)`` is emulated and slower than float32.
+    ``torch.backends.cpu.get_cpu_capability()`` does not tell (it says ``AVX512`` with or without
+    BF16), so torch's own CPU feature probes are asked first, then the ``flags`` / ``Features`` of
+    ``/proc/cpuinfo``; with neither saying yes, the answer is no.
+    """
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:  # a private probe of another torch version: fall through to the flags
+            pass
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+_AMP_NOTICE_GIVEN = False
+
+
+def effective_amp(device: torch.device | str, amp: bool) -> bool:
+    """``amp`` as it runs on ``device``: on a CPU without native bfloat16 (:func:`cpu_supports_bf16`)
+    ``False``, i.e. float32, with a one-line ``RuntimeWarning`` the first time in a process."""
+    global _AMP_NOTICE_GIVEN
+    if not amp or torch.device(device).type != "cpu" or cpu_supports_bf16():
+        return amp
+    if not _AMP_NOTICE_GIVEN:
+        _AMP_NOTICE_GIVEN = True
+        warnings.warn("amp: this CPU has no native bfloat16 (AVX512-BF16 or AMX), where bf16 autocast is slower "
+                      "than float32; running in float32 instead", RuntimeWarning, stacklevel=2)
+    return False
+
+
 def _autocast(device: torch.device, amp: bool):
+    amp = effective_amp(device, amp)
     if not amp:
         return torch.autocast(device_type=device.type, enabled=False)
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16

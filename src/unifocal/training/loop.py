@@ -74,7 +74,7 @@ from unifocal.training.config import (
     resolve_config,
 )
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
-from unifocal.training.inference import predict_logits, select_device
+from unifocal.training.inference import effective_amp, predict_logits, select_device
 from unifocal.training.schemes import make_optimizer, make_scheduler
 
 __all__ = ["LOG_FIELDS", "AllBackgroundWarning", "NonFiniteLossError", "RunContext", "build_run", "continues_finished_run",
@@ -165,6 +165,8 @@ class RunContext:
         self.dataset = load_dataset_from_config(cfg.dataset)
         cfg = finalise_for_dataset(cfg, self.dataset.spatial_dims, self.dataset)
         self.device = select_device(cfg.device)
+        # amp as it runs: float32 (with a one-line notice) on a CPU without native bfloat16
+        self.amp = effective_amp(self.device, cfg.amp)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (libraries may draw from the global generator)
         import random
@@ -186,7 +188,7 @@ class RunContext:
         self.optimizer = make_optimizer(cfg.scheme, self.model.parameters(), cfg.lr, cfg.momentum)
         self.scheduler = make_scheduler(cfg.scheme, self.optimizer, cfg.epochs, cfg.adam_schedule,
                                         cfg.lr_patience)
-        use_scaler = cfg.amp and self.device.type == "cuda"
+        use_scaler = self.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.run_dir = run_dir
         self.diagnostics = None
@@ -205,7 +207,7 @@ class RunContext:
                                  num_workers=self.cfg.num_workers, samples_per_epoch=self.cfg.samples_per_epoch)
 
     def autocast(self):
-        if not self.cfg.amp:
+        if not self.amp:
             return contextlib.nullcontext()
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -286,7 +288,7 @@ class RunContext:
         for cid in ids:
             case = self.dataset[cid]
             logits = predict_logits(self.model, case.image, patch_size=ps, overlap=self.cfg.overlap,
-                                    device=self.device, amp=self.cfg.amp)
+                                    device=self.device, amp=self.amp)
             y = torch.as_tensor(np.asarray(case.label, dtype=np.int64)).unsqueeze(0).to(self.device)
             loss = self.loss(logits, y) if bool(torch.isfinite(logits).all()) else torch.tensor(float("nan"))
             if not torch.isfinite(loss):
@@ -604,7 +606,7 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
     ctx.model.load_state_dict(best["model"])
     t0 = time.perf_counter()
     rows = evaluate_cases(ctx.model, ctx.dataset, val_ids, patch_size=cfg.patch_size, overlap=cfg.overlap,
-                          device=ctx.device, amp=cfg.amp,
+                          device=ctx.device, amp=ctx.amp,
                           predictions_dir=run_dir / "predictions" if cfg.save_predictions else None,
                           progress=progress)
     write_metrics_csv(run_dir / "metrics_per_case.csv", rows)
