@@ -9,7 +9,8 @@ autograd function computes the softmax once, keeps only ``p`` for the backward p
   ``∂D/∂x_j = c_n (δ_jt - p_j)`` with ``c_n = (v_n / n_b) · p_t f_t'(p_t)`` and
   ``p f'(p) = w (1 - p)^γ (γ p log p / (1 - p) - 1)``.
 * ``R``: ``∂R/∂p_c(n) = v_n (A_c + B_c [t_n = c])`` with ``A = ∂R/∂ΣP``, ``B = ∂R/∂TP`` (through FP
-  and FN), obtained by autograd on the tiny ``(B, K)`` statistics; through the softmax,
+  and FN), in closed form on the tiny ``(B, K)`` statistics for :class:`Tversky` terms
+  (:func:`_closed_form`), by autograd on them for any other region function; through the softmax,
   ``∂R/∂x_j = p_j (G_j - Σ_c p_c G_c)``.
 
 Hence ``∂L/∂x = p ⊙ (v·A - s - c) + onehot_t ⊙ (v·p_t B_t + c)`` with ``s = v (Σ_c p_c A_c + p_t B_t)``.
