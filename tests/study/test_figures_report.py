@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
@@ -39,7 +38,6 @@ def test_fig2_components_special_cases():
     np.testing.assert_allclose(c["ft_fg"], (d * (1 - p) / (p + d * (1 - p))) ** 0.5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("unifocal.losses") is None, reason="no loss library")
 def test_fig2_components_match_loss_library():
     """One position, probability input: the library's asymmetric losses give the plotted components."""
     from unifocal.losses import get_loss

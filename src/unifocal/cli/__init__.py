@@ -43,7 +43,8 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point (called by :func:`unifocal.__main__.main`): file-system errors (full disk, permissions) end with a message, status 1."""
+    """Run the app outside ``python -m unifocal`` (which calls ``app`` itself, :func:`unifocal.__main__.main`):
+    file-system errors (full disk, permissions) end with a message, status 1."""
     import sys
     import warnings
 

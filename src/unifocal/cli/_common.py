@@ -13,11 +13,15 @@ The convention (written down in the README, section "Command line"):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+
+from unifocal.training.config import meta, setting_fields, value_types
 
 #: Exit code of a usage, configuration or data error.
 EXIT_USAGE = 2
@@ -50,36 +54,65 @@ def quiet_option() -> Any:
     return typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
-#: Training options shared by ``train`` and ``study compare|tune`` (flags override the YAML file).
-TRAIN_OPTIONS: dict[str, Any] = {
-    "config": typer.Option(None, "--config", "-c", help="YAML configuration; flags override it."),
-    "dataset": typer.Option(None, "--dataset", help="Dataset folder, or phantom2d / phantom3d."),
-    "layout": typer.Option(None, "--layout", help="Dataset layout (default: detected)."),
-    "dataset_option": typer.Option(None, "--dataset-option",
-                                           help="Dataset option NAME=VALUE (repeatable; NAME=null switches "
-                                                "a preprocessing step off)."),
-    "model": typer.Option(None, "--model", help="unet / unet2d / unet3d or a MONAI network name."),
-    "model_param": typer.Option(None, "--model-param", help="Model parameter NAME=VALUE (repeatable)."),
-    "base_filters": typer.Option(None, "--base-filters", help="U-Net base width (paper 64 / 32; CPU 16)."),
-    "deep_supervision": typer.Option(None, "--deep-supervision/--no-deep-supervision"),
-    "scheme": typer.Option(None, "--scheme", help="sgd | adam | sota."),
-    "epochs": typer.Option(None, "--epochs", help="Epochs (scheme default 100 / 1000)."),
-    "batch_size": typer.Option(None, "--batch-size", help="Batch size (paper: 32 for 2D, 2 for 3D)."),
-    "patch_size": typer.Option(None, "--patch-size", help="Training patch, e.g. 128,128 or 64x64x64 "
-                                       "(default: whole image in 2D)."),
-    "samples_per_epoch": typer.Option(None, "--samples-per-epoch",
-                                              help="Training patches per epoch (default: one per case)."),
-    "overlap": typer.Option(None, "--overlap", help="Sliding-window overlap in [0, 1) (default 0.5)."),
-    "lr": typer.Option(None, "--lr", help="Learning rate (scheme default)."),
-    "patience": typer.Option(None, "--patience", help="Early stopping: epochs without a lower validation loss "
-                             "(default: off, train every epoch)."),
-    "lr_patience": typer.Option(None, "--lr-patience", help="Plateau schedule (adam, adam_schedule plateau): "
-                                "epochs without improvement before lr x 0.1."),
-    "seed": typer.Option(None, "--seed", help="Random seed."),
-    "split_seed": typer.Option(None, "--split-seed", help="Seed of the cross-validation folds."),
-    "group_duplicates": typer.Option(None, "--group-duplicates/--no-group-duplicates",
-                                     help="Keep near-duplicate cases in one fold when the split is made "
-                                          "(default on; docs/data.md)."),
-    "device": typer.Option(None, "--device", help="auto | cpu | cuda."),
-    "amp": typer.Option(None, "--amp/--no-amp", help="Mixed precision."),
+#: The options of ``train`` and ``study compare|tune`` that are not a :class:`TrainConfig` setting: the YAML file
+#: and the ``dataset`` / ``model`` entries (the named arguments of ``training.config.build_config``).
+BUILD_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "config": (Path | None, typer.Option(None, "--config", "-c", help="YAML configuration; flags override it.")),
+    "dataset": (str | None, typer.Option(None, "--dataset", help="Dataset folder, or phantom2d / phantom3d.")),
+    "layout": (str | None, typer.Option(None, "--layout", help="Dataset layout (default: detected).")),
+    "dataset_option": (list[str] | None, typer.Option(
+        None, "--dataset-option", help="Dataset option NAME=VALUE (repeatable; NAME=null switches a "
+                                       "preprocessing step off).")),
+    "model": (str | None, typer.Option(None, "--model", help="unet / unet2d / unet3d or a MONAI network name.")),
+    "model_param": (list[str] | None, typer.Option(None, "--model-param",
+                                                   help="Model parameter NAME=VALUE (repeatable).")),
+    "base_filters": (int | None, typer.Option(None, "--base-filters",
+                                              help="U-Net base width (paper 64 / 32; CPU 16).")),
+    "deep_supervision": (bool | None, typer.Option(None, "--deep-supervision/--no-deep-supervision",
+                                                   help="Deep supervision (default: on with scheme sota).")),
 }
+
+
+def setting_options(study: bool) -> dict[str, tuple[Any, Any]]:
+    """The option of every :class:`TrainConfig` setting declared with a flag (``study``: only those that
+    ``study compare|tune`` share), generated from the declarations in ``training.config``."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in setting_fields():
+        m = meta(f)
+        if m["flag"] is None or (study and not m["study"]):
+            continue
+        kind = m["cli_type"] or value_types(f)[0]
+        decl = f"{m['flag']}/--no-{m['flag'][2:]}" if kind is bool else m["flag"]
+        out[f.name] = (kind | None, typer.Option(None, decl, help=m["help"]))
+    return out
+
+
+def train_options(study: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the training options: :data:`BUILD_OPTIONS` and one option per setting with a flag.
+
+    The command declares a parameter ``settings``; the options take its place in the signature (and in
+    ``--help``), and the command receives their values as the one dict ``settings`` (``None``: not given),
+    ready for ``build_config(**settings)``. Typer reads the generated ``__signature__``.
+    """
+    options = {**BUILD_OPTIONS, **setting_options(study)}
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(func, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            if p.name == "settings":
+                params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
+                           for name, (kind, opt) in options.items()]
+            else:
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            settings = {name: kwargs.pop(name) for name in options}
+            return func(**kwargs, settings=settings)
+
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate

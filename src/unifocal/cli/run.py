@@ -9,8 +9,7 @@ from typing import Any
 
 import typer
 
-from unifocal.cli._common import TRAIN_OPTIONS as O
-from unifocal.cli._common import fail, output_option, quiet_option, user_errors
+from unifocal.cli._common import BUILD_OPTIONS, fail, output_option, quiet_option, train_options, user_errors
 
 
 def build_config(config: Path | None = None, **settings: Any) -> dict[str, Any]:
@@ -40,51 +39,24 @@ def register(app: typer.Typer) -> None:
     """Add ``train``, ``predict``, ``evaluate`` and ``demo`` to the main app."""
 
     @app.command()
+    @train_options()
     def train(
         output: Path = output_option(help="Run folder (created; a rerun resumes it)."),
-        config: Path | None = O["config"],
-        dataset: str | None = O["dataset"],
-        layout: str | None = O["layout"],
-        dataset_option: list[str] | None = O["dataset_option"],
         loss: str | None = typer.Option(None, "--loss", help="Loss name (see `unifocal losses`)."),
         loss_param: list[str] | None = typer.Option(None, "--loss-param",
                                                     help="Loss parameter NAME=VALUE (repeatable), e.g. delta=0.6."),
-        model: str | None = O["model"],
-        model_param: list[str] | None = O["model_param"],
-        base_filters: int | None = O["base_filters"],
-        deep_supervision: bool | None = O["deep_supervision"],
-        scheme: str | None = O["scheme"],
-        fold: str | None = typer.Option(None, "--fold", help="Cross-validation fold 0..FOLDS-1, or 'all': "
-                                        "train the final model on every case."),
-        folds: int | None = typer.Option(None, "--folds", help="Number of cross-validation folds (default 5)."),
-        epochs: int | None = O["epochs"],
-        batch_size: int | None = O["batch_size"],
-        patch_size: str | None = O["patch_size"],
-        samples_per_epoch: int | None = O["samples_per_epoch"],
-        overlap: float | None = O["overlap"],
-        lr: float | None = O["lr"],
-        patience: int | None = O["patience"],
-        lr_patience: int | None = O["lr_patience"],
-        seed: int | None = O["seed"],
-        split_seed: int | None = O["split_seed"],
-        group_duplicates: bool | None = O["group_duplicates"],
-        device: str | None = O["device"],
-        amp: bool | None = O["amp"],
+        settings: dict[str, Any] | None = None,
         quiet: bool = quiet_option(),
     ) -> None:
         """Train one run (one configuration, one fold), or resume it, then evaluate its best model."""
-        from unifocal.training import resolve_config, train_and_evaluate
+        from unifocal.training import train_and_evaluate
 
-        settings = dict(dataset=dataset, layout=layout, dataset_option=dataset_option, loss=loss,
-                        loss_param=loss_param, model=model, model_param=model_param,
-                        base_filters=base_filters, deep_supervision=deep_supervision, scheme=scheme,
-                        fold=fold, n_folds=folds, epochs=epochs, batch_size=batch_size,
-                        patch_size=patch_size, samples_per_epoch=samples_per_epoch, overlap=overlap,
-                        lr=lr, patience=patience, lr_patience=lr_patience, seed=seed, split_seed=split_seed,
-                        group_duplicates=group_duplicates, amp=amp)
+        settings = dict(settings or {})
+        config, device = settings.pop("config"), settings.pop("device")
         with user_errors():
             own = output / "config.yaml"
-            if config is None and all(v in (None, [], ()) for v in settings.values()) and own.is_file():
+            if (config is None and loss is None and not loss_param
+                    and all(v in (None, [], ()) for v in settings.values()) and own.is_file()):
                 # `unifocal train -o RUN` alone resumes RUN with its own configuration
                 from unifocal.training.config import read_yaml_mapping
 
@@ -92,8 +64,7 @@ def register(app: typer.Typer) -> None:
                 if device is not None:
                     cfg["device"] = device
             else:
-                cfg = build_config(config, **settings, device=device)
-            resolve_config(cfg)
+                cfg = build_config(config, loss=loss, loss_param=loss_param, **settings, device=device)
             summary = train_and_evaluate(cfg, output, progress=not quiet)
         _print_summary(summary)
         typer.echo(f"run folder: {output}")
@@ -121,7 +92,7 @@ def register(app: typer.Typer) -> None:
         output: Path = output_option(help="Folder for metrics_per_case.csv and summary.json."),
         dataset: str | None = typer.Option(None, "--dataset", help="Dataset to score (default: the run's own "
                                            "dataset and validation cases); opened with the run's preprocessing."),
-        layout: str | None = O["layout"],
+        layout: str | None = BUILD_OPTIONS["layout"][1],
         dataset_option: list[str] | None = typer.Option(
             None, "--dataset-option", help="Dataset option NAME=VALUE (repeatable), e.g. to select the cases; "
                                            "preprocessing options must match the run's."),

@@ -7,8 +7,7 @@ from typing import Any
 
 import typer
 
-from unifocal.cli._common import EXIT_FAILED, output_option, quiet_option, user_errors
-from unifocal.cli._common import TRAIN_OPTIONS as O
+from unifocal.cli._common import EXIT_FAILED, output_option, quiet_option, train_options, user_errors
 
 study_app = typer.Typer(help="Reproduce the paper's study: compare losses, tune the Unified Focal loss, "
                              "report tables and figures.", no_args_is_help=True)
@@ -73,44 +72,32 @@ _COMMON = {
 }
 
 
-_TRAIN_KEYS = ("dataset", "layout", "dataset_option", "model", "model_param", "base_filters", "deep_supervision",
-               "scheme", "epochs", "batch_size", "patch_size", "samples_per_epoch", "overlap", "lr", "patience",
-               "lr_patience", "seed", "split_seed", "device", "amp", "group_duplicates")
-
-
-def _plan_and_run(kind: str, selection: str, loss: str, output: Path, config: Path | None, folds: int,
-                  fold: list[int], save_predictions: bool, splits_dir: Path | None, runner: str, workers: int,
+def _plan_and_run(kind: str, selection: str, loss: str, output: Path, folds: int, fold: list[int],
+                  save_predictions: bool, splits_dir: Path | None, runner: str, workers: int,
                   ray_address: str | None, cpus_per_run: float, gpus_per_run: float, dry_run: bool, quiet: bool,
-                  settings: dict[str, Any]) -> None:
+                  seeds: str | None, settings: dict[str, Any]) -> None:
     from unifocal.study.plan import compare_plan, parse_seeds, tune_plan
 
+    settings = dict(settings)
+    config = settings.pop("config")
     with user_errors():
-        base = _base_config(config, splits_dir=splits_dir, save_predictions=save_predictions,
-                            **{k: settings[k] for k in _TRAIN_KEYS})
-        seeds = parse_seeds(settings.get("seeds"))
+        base = _base_config(config, splits_dir=splits_dir, save_predictions=save_predictions, **settings)
+        seed_list = parse_seeds(seeds)
         if kind == "compare":
-            specs = compare_plan(base, output, selection, n_folds=folds, folds=fold or None, seeds=seeds)
+            specs = compare_plan(base, output, selection, n_folds=folds, folds=fold or None, seeds=seed_list)
         else:
-            specs = tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss, seeds=seeds)
+            specs = tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss, seeds=seed_list)
         _execute(specs, output, runner, workers, ray_address, cpus_per_run, gpus_per_run, dry_run, quiet)
 
 
 @study_app.command()
+@train_options(study=True)
 def compare(
     output: Path = _COMMON["output"],
     losses: str = typer.Option("paper", "--losses", help="paper, and/or loss names; name:key=value sets "
                                "parameters (e.g. paper,cross_entropy,unified_focal:delta=0.7)."),
-    config: Path | None = O["config"], dataset: str | None = O["dataset"], layout: str | None = O["layout"],
-    dataset_option: list[str] | None = O["dataset_option"],
     folds: int = _COMMON["folds"], fold: list[int] = _COMMON["fold"],
-    model: str | None = O["model"], model_param: list[str] | None = O["model_param"],
-    base_filters: int | None = O["base_filters"], deep_supervision: bool | None = O["deep_supervision"],
-    scheme: str | None = O["scheme"], epochs: int | None = O["epochs"], batch_size: int | None = O["batch_size"],
-    patch_size: str | None = O["patch_size"], samples_per_epoch: int | None = O["samples_per_epoch"],
-    overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
-    lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
-    split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
-    group_duplicates: bool | None = O["group_duplicates"],
+    settings: dict[str, Any] | None = None,
     save_predictions: bool = typer.Option(True, "--save-predictions/--no-save-predictions",
                                           help="Save validation predictions (for Fig. 3)."),
     splits_dir: Path | None = _COMMON["splits_dir"],
@@ -120,28 +107,20 @@ def compare(
     seeds: str | None = _COMMON["seeds"], quiet: bool = quiet_option(),
 ) -> None:
     """Train every selected loss on the same folds with the paper's settings."""
-    _plan_and_run("compare", losses, "", output, config, folds, fold, save_predictions, splits_dir, runner, workers,
-                  ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, locals())
+    _plan_and_run("compare", losses, "", output, folds, fold, save_predictions, splits_dir, runner, workers,
+                  ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, seeds, settings or {})
 
 
 @study_app.command()
+@train_options(study=True)
 def tune(
     output: Path = _COMMON["output"],
     grid: str = typer.Option("table2", "--grid", help="table2 (all three sweeps), delta, gamma, lambda "
                              "(comma-separated), or a user grid 'delta=0.5,0.6;gamma=0:0.5:0.1' "
                              "(λ in Eq. 20's convention: weight of the focal term)."),
     loss: str = typer.Option("unified_focal", "--loss", help="The loss to tune."),
-    config: Path | None = O["config"], dataset: str | None = O["dataset"], layout: str | None = O["layout"],
-    dataset_option: list[str] | None = O["dataset_option"],
     folds: int = _COMMON["folds"], fold: list[int] = _COMMON["fold"],
-    model: str | None = O["model"], model_param: list[str] | None = O["model_param"],
-    base_filters: int | None = O["base_filters"], deep_supervision: bool | None = O["deep_supervision"],
-    scheme: str | None = O["scheme"], epochs: int | None = O["epochs"], batch_size: int | None = O["batch_size"],
-    patch_size: str | None = O["patch_size"], samples_per_epoch: int | None = O["samples_per_epoch"],
-    overlap: float | None = O["overlap"], lr: float | None = O["lr"], patience: int | None = O["patience"],
-    lr_patience: int | None = O["lr_patience"], seed: int | None = O["seed"],
-    split_seed: int | None = O["split_seed"], device: str | None = O["device"], amp: bool | None = O["amp"],
-    group_duplicates: bool | None = O["group_duplicates"],
+    settings: dict[str, Any] | None = None,
     save_predictions: bool = typer.Option(False, "--save-predictions/--no-save-predictions"),
     splits_dir: Path | None = _COMMON["splits_dir"],
     runner: str = _COMMON["runner"], workers: int = _COMMON["workers"],
@@ -150,8 +129,8 @@ def tune(
     seeds: str | None = _COMMON["seeds"], quiet: bool = quiet_option(),
 ) -> None:
     """Tune the Unified Focal loss on the Table 2 grids (or a user grid)."""
-    _plan_and_run("tune", grid, loss, output, config, folds, fold, save_predictions, splits_dir, runner, workers,
-                  ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, locals())
+    _plan_and_run("tune", grid, loss, output, folds, fold, save_predictions, splits_dir, runner, workers,
+                  ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, seeds, settings or {})
 
 
 @study_app.command()

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from unifocal._atomic import atomic_write_text
+from unifocal.losses import get_loss
 from unifocal.losses.constants import PAPER_LOSSES
 
 __all__ = [
@@ -264,11 +265,7 @@ def parse_grid(spec: str) -> dict[str, list[float]]:
 
 
 def _validate_loss(name: str, params: Mapping[str, Any]) -> None:
-    """Check name and parameters with ``unifocal.losses.get_loss`` when the loss library is present."""
-    try:
-        from unifocal.losses import get_loss
-    except ImportError:
-        return
+    """Check name and parameters with ``unifocal.losses.get_loss``."""
     get_loss(name, **params)  # raises ValueError naming an unknown loss / parameter
 
 
@@ -332,7 +329,7 @@ def compare_plan(base_config: Mapping[str, Any], root: str | Path, losses: str |
         losses: see :func:`parse_losses` (default: the paper's seven losses and settings).
         n_folds: number of cross-validation folds.
         folds: a subset of folds to run (default all).
-        validate: check loss names and parameters with ``unifocal.losses`` when importable.
+        validate: check loss names and parameters with ``unifocal.losses``.
         seeds: training seeds, the replicates of every (loss, fold) (default: the configuration's
             ``seed``); run folders ``fold<k>`` (seed 0) and ``fold<k>-seed<s>`` (:func:`run_folder`).
 
@@ -367,7 +364,7 @@ def tune_plan(base_config: Mapping[str, Any], root: str | Path, grids: str | Seq
             ``delta``, ``gamma`` and ``lambda_``).
         base_params: parameters not swept by a user grid (default: the paper's optimum for
             ``unified_focal``, else none).
-        validate: check loss names and parameters with ``unifocal.losses`` when importable.
+        validate: check loss names and parameters with ``unifocal.losses``.
         seeds: training seeds (see :func:`compare_plan`).
 
     Returns:
@@ -413,9 +410,9 @@ def _not_shared() -> tuple[str, ...]:
     """The per-run keys (loss, fold and seed: the seeds are replicates), and those that do not change
     what a run computes (a study can be continued under other stopping limits:
     ``unifocal.training.loop.continues_finished_run``)."""
-    from unifocal.training.config import NOT_GUARDED  # imported here: the training package is heavy
+    from unifocal.training.config import not_guarded  # imported here: the training package is heavy
 
-    return ("loss", "fold", "seed", "splits_dir", *NOT_GUARDED)
+    return ("loss", "fold", "seed", "splits_dir", *not_guarded())
 
 
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:

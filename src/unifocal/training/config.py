@@ -1,41 +1,18 @@
 """The configuration of one training run: defaults, YAML / flag merging, validation before training.
 
-Keys (YAML; command-line flags override, see ``docs/training.md``)::
+Nested keys (YAML; command-line flags override, see ``docs/training.md``)::
 
     dataset: {name: phantom2d}            # or {path: /data/BUSI, layout: pairs2d, options: {...}}
     loss: {name: unified_focal, params: {delta: 0.6, gamma: 0.2}}
     model: {name: unet, base_filters: 16, deep_supervision: null, norm: null}
-    scheme: sgd | adam | sota
-    epochs: null          # scheme default: 100 (sgd, adam), 1000 (sota)
-    batch_size: null      # paper: 32 for 2D, 2 for 3D
-    patch_size: null      # 2D: whole (preprocessed) image; 3D: the dataset's, else 96^3 capped by the
-                          # largest of the first 20 volumes (rounded up to the network's divisor)
-    fold: 0               # 0..n_folds-1, or "all": train on every case (validation = the training
-                          # cases, as nnU-Net's fold "all"; the final model, no held-out estimate)
-    n_folds: 5
-    split_seed: 0
-    group_duplicates: true  # keep near-duplicate cases in one fold when the split is made (grouped
-                          # k-fold; docs/data.md, "Near-duplicates")
-    seed: 0
-    device: auto | cpu | cuda
-    amp: false
-    num_workers: 0
-    augment: true
-    overlap: 0.5          # sliding-window overlap (paper: 48/96 = 40/80 = 0.5)
-    lr: null              # scheme default: 0.01 (sgd, sota), 3e-4 (adam)
-    momentum: null        # sgd, sota: Nesterov momentum (default the paper's 0.99)
-    adam_schedule: cosine # cosine | plateau
-    patience: null        # early stopping: stop when the validation loss has not improved for this
-                          # many epochs (epochs is then the maximum); null: run all epochs
-    lr_patience: null     # plateau schedule: epochs without improvement before lr x 0.1 (default 10)
-    stop_after: null      # train at most this many epochs of the schedule (which still runs over
-                          # `epochs`); not part of the run-folder guard
-    diagnostics: false    # per-epoch gradient norms per block and predicted class balance (diagnostics.csv)
-    save_predictions: false
-    splits_dir: null      # folder of splits.json (default: the run folder; the folds are a pure
-                          # function of the case ids, n_folds and split_seed, so runs agree anyway)
-    channels_last: false  # channels-last memory format (faster 2D convolutions on CPU)
-    samples_per_epoch: null  # training samples (patches) per epoch; default one per training case
+
+Every other key is one field of :class:`TrainConfig`, declared once with :func:`setting`: its type
+(the annotation), default, valid range, help text, command-line flag and whether the configuration
+guard of a run folder compares it. The YAML type and range checks of :func:`resolve_config`, the
+options of ``unifocal train`` and ``unifocal study compare|tune`` (``unifocal.cli._common``), the guard's
+:data:`NOT_GUARDED` and the configuration table of ``docs/training.md`` (:func:`settings_table`) are
+generated from those declarations: a new setting is one ``setting(...)`` line here plus the code that
+uses it.
 
 Everything that can be checked without training is checked by :func:`resolve_config`, which
 raises ``ValueError`` with a message saying what to change.
@@ -44,8 +21,11 @@ raises ``ValueError`` with a message saying what to change.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,64 +35,190 @@ import yaml
 
 from unifocal.data.phantom import PHANTOM_DEFAULTS
 
-__all__ = ["ALL_FOLDS", "NOT_GUARDED", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "parse_key_values",
-           "parse_size", "resolve_config"]
+__all__ = ["ALL_FOLDS", "NOT_GUARDED", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "not_guarded",
+           "parse_key_values", "parse_size", "resolve_config", "setting", "setting_fields", "settings_table"]
 
 SCHEMES = ("sgd", "adam", "sota")
-#: Keys that do not change what a run computes, so the configuration guards of a run folder and of a
-#: study folder leave them out: how it executes, and the limits that decide only where it stops.
-NOT_GUARDED = ("device", "num_workers", "amp", "save_predictions", "stop_after", "patience")
 #: The built-in phantom datasets (names accepted instead of a path).
 PHANTOMS: tuple[str, ...] = tuple(PHANTOM_DEFAULTS)
 #: The ``fold`` value that trains on every case (no held-out fold), as nnU-Net's ``--fold all``.
 ALL_FOLDS = "all"
 
 
+def setting(default: Any = None, *, help: str, flag: str | None = None, ge: float | None = None,
+            gt: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
+            guarded: bool = True, study: bool = True, cli_type: type | None = None) -> Any:
+    """Declare one :class:`TrainConfig` field (a ``dataclasses.field`` whose metadata says everything else
+    needs to know about it).
+
+    Args:
+        default: The default value (``None``: filled in from the scheme or the data).
+        help: One line: the meaning, shown by ``--help`` and in the table of ``docs/training.md``.
+        flag: The command-line flag (``"--lr"``); a boolean gets ``--x/--no-x``. ``None``: YAML only.
+        ge, gt, lt: The valid range (``value >= ge``, ``> gt``, ``< lt``), checked by :func:`resolve_config`.
+        choices: The allowed strings.
+        guarded: Whether the configuration guard of a run folder (and of a study folder) compares the
+            key; ``False`` for keys that change only how a run executes or where it stops.
+        study: Whether ``unifocal study compare|tune`` share the flag (``False``: ``train`` only).
+        cli_type: The flag's type when it differs from the field's (a string parsed by the builder).
+    """
+    meta = {"help": help, "flag": flag, "ge": ge, "gt": gt, "lt": lt, "choices": choices, "guarded": guarded,
+            "study": study, "cli_type": cli_type}
+    return field(default=default, metadata={"setting": meta})
+
+
 @dataclass
 class TrainConfig:
-    """Fully resolved configuration of one run (see the module docstring for the meaning of each key)."""
+    """Fully resolved configuration of one run: ``dataset``, ``loss``, ``model`` (mappings, see the
+    module docstring) and one :func:`setting` per other key."""
 
     dataset: dict[str, Any] = field(default_factory=lambda: {"name": "phantom2d"})
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "unified_focal", "params": {}})
     model: dict[str, Any] = field(default_factory=lambda: {"name": "unet"})
-    scheme: str = "sgd"
-    epochs: int | None = None
-    batch_size: int | None = None
-    patch_size: list[int] | None = None
-    fold: int | str = 0
-    n_folds: int = 5
-    split_seed: int = 0
-    group_duplicates: bool = True
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    num_workers: int = 0
-    augment: bool = True
-    overlap: float = 0.5
-    lr: float | None = None
-    momentum: float | None = None
-    adam_schedule: str = "cosine"
-    patience: int | None = None
-    lr_patience: int | None = None
-    stop_after: int | None = None
-    diagnostics: bool = False
-    save_predictions: bool = False
-    splits_dir: str | None = None
-    channels_last: bool = False
-    samples_per_epoch: int | None = None
+    scheme: str = setting("sgd", help="Training scheme: sgd | adam | sota.", flag="--scheme", choices=SCHEMES)
+    epochs: int | None = setting(None, help="Epochs (scheme default 100 / 1000).", flag="--epochs", ge=1)
+    batch_size: int | None = setting(None, help="Batch size (paper: 32 for 2D, 2 for 3D).", flag="--batch-size",
+                                     ge=1)
+    patch_size: list[int] | None = setting(  # noqa: RUF009 (a field declaration, not a default value)
+        None, help="Training patch, e.g. 128,128 or 64x64x64 (default: whole image in 2D; 3D: the dataset's, "
+        "else 96^3 capped by the largest of the first 20 volumes).", flag="--patch-size", cli_type=str)
+    fold: int | str = setting(0, help="Cross-validation fold 0..FOLDS-1, or 'all': train the final model on "
+                              "every case.", flag="--fold", study=False, cli_type=str)
+    n_folds: int = setting(5, help="Number of cross-validation folds.", flag="--folds", ge=2, study=False)
+    split_seed: int = setting(0, help="Seed of the cross-validation folds.", flag="--split-seed", ge=0, lt=2**63)
+    group_duplicates: bool = setting(True, help="Keep near-duplicate cases in one fold when the split is made "
+                                     "(docs/data.md).", flag="--group-duplicates")
+    seed: int = setting(0, help="Random seed.", flag="--seed", ge=0, lt=2**63)
+    device: str = setting("auto", help="auto | cpu | cuda (or cuda:N).", flag="--device", guarded=False)
+    amp: bool = setting(False, help="Mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU).",
+                        flag="--amp", guarded=False)
+    num_workers: int = setting(0, help="Data-loader worker processes.", ge=0, guarded=False)
+    augment: bool = setting(True, help="Data augmentation of the training patches.")
+    overlap: float = setting(0.5, help="Sliding-window overlap in [0, 1).", flag="--overlap", ge=0, lt=1)
+    lr: float | None = setting(None, help="Learning rate (scheme default: 0.01 sgd / sota, 3e-4 adam).",
+                               flag="--lr", gt=0)
+    momentum: float | None = setting(None, help="sgd, sota: Nesterov momentum (default the paper's 0.99).",
+                                     ge=0, lt=1)
+    adam_schedule: str = setting("cosine", help="adam: cosine | plateau learning-rate schedule.",
+                                 choices=("cosine", "plateau"))
+    patience: int | None = setting(None, help="Early stopping: epochs without a lower validation loss (default: "
+                                   "off, train every epoch).", flag="--patience", ge=1, guarded=False)
+    lr_patience: int | None = setting(None, help="Plateau schedule (adam, adam_schedule plateau): epochs without "
+                                      "improvement before lr x 0.1 (default 10).", flag="--lr-patience", ge=1)
+    stop_after: int | None = setting(None, help="Train at most this many epochs of the schedule (which still runs "
+                                     "over epochs).", ge=1, guarded=False)
+    diagnostics: bool = setting(False, help="Per-epoch gradient norms per block and predicted class balance "
+                                "(diagnostics.csv).")
+    save_predictions: bool = setting(False, help="Save the validation predictions.", guarded=False)
+    splits_dir: str | None = setting(None, help="Folder of splits.json (default: the run folder).")
+    channels_last: bool = setting(False, help="Channels-last memory format (faster 2D convolutions on CPU).")
+    samples_per_epoch: int | None = setting(None, help="Training patches per epoch (default: one per case).",
+                                            flag="--samples-per-epoch", ge=1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML-serialisable)."""
         return copy.deepcopy(asdict(self))
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "scheme": (str,), "epochs": (int,), "batch_size": (int,), "fold": (int, str), "n_folds": (int,),
-    "split_seed": (int,), "group_duplicates": (bool,), "seed": (int,), "device": (str,), "amp": (bool,), "num_workers": (int,),
-    "augment": (bool,), "overlap": (float, int), "lr": (float, int), "momentum": (float, int), "adam_schedule": (str,),
-    "save_predictions": (bool,), "splits_dir": (str,), "channels_last": (bool,), "samples_per_epoch": (int,),
-    "patience": (int,), "lr_patience": (int,), "diagnostics": (bool,), "stop_after": (int,),
-}
+def setting_fields() -> list[dataclasses.Field]:
+    """The :func:`setting` fields of :class:`TrainConfig`, in order (``dataset``, ``loss`` and ``model`` are
+    mappings with checks of their own)."""
+    return [f for f in dataclasses.fields(TrainConfig) if "setting" in f.metadata]
+
+
+def meta(f: dataclasses.Field) -> dict[str, Any]:
+    """A setting's declaration (the keyword arguments of :func:`setting`)."""
+    return f.metadata["setting"]
+
+
+def value_types(f: dataclasses.Field) -> tuple[type, ...]:
+    """The types a YAML value of setting ``f`` may have (from its annotation; a float also takes an int,
+    ``None`` is always allowed)."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    out: list[type] = []
+    for a in args:
+        if a is type(None):
+            continue
+        a = typing.get_origin(a) or a
+        out += [a, int] if a is float else [a]
+    return tuple(out)
+
+
+def not_guarded() -> tuple[str, ...]:
+    """Keys that do not change what a run computes, so the configuration guards of a run folder and of a
+    study folder leave them out: how it executes, and the limits that decide only where it stops."""
+    return tuple(f.name for f in setting_fields() if not meta(f)["guarded"])
+
+
+NOT_GUARDED = not_guarded()
+
+
+def _bound(x: float) -> str:
+    return "2**63" if x == 2**63 else f"{x:g}"
+
+
+def range_text(f: dataclasses.Field) -> str:
+    """A setting's valid range in words (``>= 1``, ``[0, 1)``, ``sgd | adam``), ``""`` when any value goes."""
+    m = meta(f)
+    if m["choices"]:
+        return ", ".join(m["choices"])
+    if m["ge"] is not None and m["lt"] is not None:
+        return f"[{_bound(m['ge'])}, {_bound(m['lt'])})"
+    if m["ge"] is not None:
+        return f">= {_bound(m['ge'])}"
+    if m["gt"] is not None:
+        return f"> {_bound(m['gt'])}"
+    return ""
+
+
+def _check_type(f: dataclasses.Field, v: Any) -> None:
+    """The declared type of one setting (``None``: not given, always allowed)."""
+    allowed = value_types(f)
+    if v is not None and ((isinstance(v, bool) and bool not in allowed) or not isinstance(v, allowed)):
+        want = " or ".join(t.__name__ for t in allowed)
+        raise ValueError(f"{f.name} must be {want}, got {v!r} ({type(v).__name__})")
+
+
+def _check_range(f: dataclasses.Field, v: Any) -> None:
+    """The declared range or choices of one setting of the right type (``None``: not given)."""
+    if v is None:
+        return
+    m, k = meta(f), f.name
+    allowed = value_types(f)
+    fix = f"; fix {m['flag']} / {k}" if m["flag"] else ""
+    if m["choices"] and v not in m["choices"]:
+        raise ValueError(f"{k} must be one of {', '.join(m['choices'])}, got {v!r}")
+    if isinstance(v, str):
+        return
+    if m["ge"] is not None and m["lt"] is not None and not m["ge"] <= v < m["lt"]:
+        what = "an integer in" if allowed == (int,) else "lie in"
+        word = "be " if what.startswith("an") else ""
+        raise ValueError(f"{k} must {word}{what} {range_text(f)}, got {v}{fix}")
+    if m["ge"] is not None and m["lt"] is None and not v >= m["ge"]:
+        raise ValueError(f"{k} must be >= {_bound(m['ge'])}, got {v}{fix}")
+    if m["gt"] is not None and not v > m["gt"]:
+        raise ValueError(f"{k} must be > {_bound(m['gt'])}, got {v}{fix}")
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    return "null" if f.default is None else yaml.safe_dump(f.default, default_flow_style=True).strip().removesuffix(
+        "\n...").strip()
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (key, default, valid range, flag, guarded, meaning): the
+    configuration table of ``docs/training.md`` (``python scripts/update_settings_table.py`` rewrites it)."""
+    rows = ["| key | default | valid | flag | guarded | meaning |", "|---|---|---|---|---|---|"]
+    for f in setting_fields():
+        m = meta(f)
+        flag = m["flag"]
+        if flag and value_types(f) == (bool,):
+            flag = f"--[no-]{flag[2:]}"
+        rows.append(f"| `{f.name}` | `{_default_text(f)}` | {range_text(f)} | {f'`{flag}`' if flag else ''} | "
+                    f"{'yes' if m['guarded'] else 'no'} | {m['help'].replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
 
 
 def _fail_unknown(kind: str, key: str, allowed: list[str]) -> None:
@@ -425,10 +531,15 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
     Data-dependent defaults (batch size, patch size, base filters) stay ``None`` here and are
     resolved by :func:`finalise_for_dataset` once the dataset is known.
 
+    The configuration is resolved once per run and passed down: a :class:`TrainConfig` this function
+    returned, unchanged since, is returned as it is (not validated again).
+
     Raises:
         ValueError: unknown key / loss / loss parameter / scheme, wrong type, missing dataset path.
     """
     if isinstance(config, TrainConfig):
+        if config.__dict__.get("_resolved") == config.to_dict():
+            return config  # resolved already and not changed since: resolved once per run, then passed down
         config = config.to_dict()
     if not isinstance(config, dict):
         raise ValueError(f"configuration must be a mapping, got {type(config).__name__}")
@@ -438,56 +549,6 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
             _fail_unknown("configuration key", k, allowed)
     cfg = TrainConfig()
     data = merge(cfg.to_dict(), {k: v for k, v in config.items() if k not in ("dataset", "loss", "model")})
-    for k, types in _TYPES.items():
-        v = data.get(k)
-        if v is None:
-            continue
-        if isinstance(v, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(v, types)
-        if not ok:
-            want = " or ".join(t.__name__ for t in types)
-            raise ValueError(f"{k} must be {want}, got {v!r} ({type(v).__name__})")
-    if data["lr_patience"] is not None and (data["scheme"] != "adam" or data["adam_schedule"] != "plateau"):
-        raise ValueError(f"lr_patience={data['lr_patience']} applies only to scheme adam with adam_schedule "
-                         f"plateau (got scheme {data['scheme']!r}, adam_schedule {data['adam_schedule']!r}); "
-                         f"drop lr_patience or set adam_schedule: plateau")
-    if data["momentum"] is not None:
-        if data["scheme"] not in ("sgd", "sota"):
-            raise ValueError(f"momentum={data['momentum']} applies only to the SGD schemes (sgd, sota), got scheme "
-                             f"{data['scheme']!r}; drop momentum")
-        if not 0.0 <= float(data["momentum"]) < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {data['momentum']}")
-    if data["scheme"] not in SCHEMES:
-        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {data['scheme']!r}")
-    if data["adam_schedule"] not in ("cosine", "plateau"):
-        raise ValueError(f"adam_schedule must be 'cosine' or 'plateau', got {data['adam_schedule']!r}")
-    if data["device"] not in ("auto", "cpu", "cuda") and not str(data["device"]).startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {data['device']!r}")
-    for k in ("epochs", "batch_size", "n_folds", "samples_per_epoch", "patience", "lr_patience", "stop_after"):
-        if data[k] is not None and data[k] < 1:
-            raise ValueError(f"{k} must be >= 1, got {data[k]}")
-    for k in ("seed", "split_seed"):
-        if not 0 <= data[k] < 2**63:
-            raise ValueError(f"{k} must be an integer in [0, 2**63), got {data[k]}; fix --{k.replace('_', '-')} / {k}")
-    if data["splits_dir"] is not None:
-        data["splits_dir"] = os.path.abspath(os.path.expanduser(data["splits_dir"]))
-    if data["n_folds"] < 2:
-        raise ValueError(f"n_folds must be >= 2, got {data['n_folds']}")
-    if isinstance(data["fold"], str):
-        if data["fold"].strip().lower() != ALL_FOLDS:
-            raise ValueError(f"fold must be an integer in [0, n_folds={data['n_folds']}) or {ALL_FOLDS!r} "
-                             f"(train on every case), got {data['fold']!r}")
-        data["fold"] = ALL_FOLDS
-    elif not 0 <= data["fold"] < data["n_folds"]:
-        raise ValueError(f"fold must lie in [0, n_folds={data['n_folds']}) or be {ALL_FOLDS!r}, got {data['fold']}")
-    if not 0.0 <= float(data["overlap"]) < 1.0:
-        raise ValueError(f"overlap must lie in [0, 1), got {data['overlap']}")
-    if data["lr"] is not None and not data["lr"] > 0:
-        raise ValueError(f"lr must be > 0, got {data['lr']}")
-    if data["num_workers"] < 0:
-        raise ValueError(f"num_workers must be >= 0, got {data['num_workers']}")
     ps = data.get("patch_size")
     if ps is not None:
         if isinstance(ps, int) and not isinstance(ps, bool):
@@ -495,6 +556,29 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
         if not isinstance(ps, (list, tuple)) or not all(isinstance(s, int) and s > 0 for s in ps):
             raise ValueError(f"patch_size must be a list of positive integers, got {ps!r}")
         data["patch_size"] = [int(s) for s in ps]
+    fields = setting_fields()
+    for f in fields:
+        _check_type(f, data[f.name])
+    if data["lr_patience"] is not None and (data["scheme"] != "adam" or data["adam_schedule"] != "plateau"):
+        raise ValueError(f"lr_patience={data['lr_patience']} applies only to scheme adam with adam_schedule "
+                         f"plateau (got scheme {data['scheme']!r}, adam_schedule {data['adam_schedule']!r}); "
+                         f"drop lr_patience or set adam_schedule: plateau")
+    if data["momentum"] is not None and data["scheme"] not in ("sgd", "sota"):
+        raise ValueError(f"momentum={data['momentum']} applies only to the SGD schemes (sgd, sota), got scheme "
+                         f"{data['scheme']!r}; drop momentum")
+    for f in fields:
+        _check_range(f, data[f.name])
+    if data["device"] not in ("auto", "cpu", "cuda") and not str(data["device"]).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {data['device']!r}")
+    if data["splits_dir"] is not None:
+        data["splits_dir"] = os.path.abspath(os.path.expanduser(data["splits_dir"]))
+    if isinstance(data["fold"], str):
+        if data["fold"].strip().lower() != ALL_FOLDS:
+            raise ValueError(f"fold must be an integer in [0, n_folds={data['n_folds']}) or {ALL_FOLDS!r} "
+                             f"(train on every case), got {data['fold']!r}")
+        data["fold"] = ALL_FOLDS
+    elif not 0 <= data["fold"] < data["n_folds"]:
+        raise ValueError(f"fold must lie in [0, n_folds={data['n_folds']}) or be {ALL_FOLDS!r}, got {data['fold']}")
     data["overlap"] = float(data["overlap"])
     if data["lr"] is not None:
         data["lr"] = float(data["lr"])
@@ -505,7 +589,9 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
         data["epochs"] = 1000 if data["scheme"] == "sota" else 100
     if data["model"].get("deep_supervision") is None:
         data["model"]["deep_supervision"] = data["scheme"] == "sota"
-    return TrainConfig(**data)
+    resolved = TrainConfig(**data)
+    resolved.__dict__["_resolved"] = resolved.to_dict()  # not a field: to_dict and the guards never see it
+    return resolved
 
 
 def finalise_for_dataset(cfg: TrainConfig, spatial_dims: int, dataset: Any = None) -> TrainConfig:

@@ -67,9 +67,9 @@ from unifocal.training.checkpoint import (
 )
 from unifocal.training.config import (
     ALL_FOLDS,
-    NOT_GUARDED,
     TrainConfig,
     finalise_for_dataset,
+    not_guarded,
     read_yaml_mapping,
     resolve_config,
 )
@@ -350,7 +350,7 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
 def _comparable(d: dict[str, Any]) -> dict[str, Any]:
     d = json.loads(json.dumps(d))  # plain data: tuples become lists, as in config.yaml
-    for k in NOT_GUARDED:
+    for k in not_guarded():
         d.pop(k, None)
     ds = d.get("dataset")
     if isinstance(ds, dict) and isinstance(ds.get("path"), str) and os.path.isabs(ds["path"]):

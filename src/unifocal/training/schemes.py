@@ -22,10 +22,10 @@ import torch
 __all__ = ["SCHEME_DEFAULTS", "make_optimizer", "make_scheduler", "poly_lr"]
 
 SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.99, "epochs": 100, "deep_supervision": False},
-    "adam": {"optimizer": "adam", "lr": 3e-4, "min_lr": 1e-6, "epochs": 100, "deep_supervision": False},
-    "sota": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.99, "epochs": 1000, "deep_supervision": True},
-}
+    "sgd": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.99},
+    "adam": {"optimizer": "adam", "lr": 3e-4, "min_lr": 1e-6},
+    "sota": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.99},
+}  # the schemes' epochs and deep supervision are defaults of the configuration (training.config.resolve_config)
 
 
 def poly_lr(lr0: float, epoch: int, epochs: int, exponent: float = 0.9) -> float:
@@ -51,7 +51,7 @@ def make_scheduler(scheme: str, optimizer: torch.optim.Optimizer, epochs: int,
                    adam_schedule: str = "cosine", lr_patience: int | None = None) -> Any:
     """The scheme's per-epoch schedule; call ``step()`` (plateau: ``step(val_loss)``) after each epoch."""
     if SCHEME_DEFAULTS[scheme]["optimizer"] == "sgd":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: (1.0 - min(e, epochs - 1) / epochs) ** 0.9)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: poly_lr(1.0, min(e, epochs - 1), epochs))
     min_lr = SCHEME_DEFAULTS["adam"]["min_lr"]
     if adam_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1,
