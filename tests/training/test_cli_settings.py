@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from unifocal.cli import app
 from unifocal.cli.run import build_config
 from unifocal.training import build_run, evaluate_run, resolve_config, train_and_evaluate
-from unifocal.training.loop import load_dataset_from_config
+from unifocal.training.config import open_dataset
 
 from .conftest import tiny_config
 
@@ -41,11 +41,11 @@ def test_dataset_settings_arrive(tmp_path):
     for off in ("resize=null", "resize=None", "resize=~"):
         cfg = build_config(f, dataset="phantom2d", dataset_option=[off])
         assert cfg["dataset"] == {"name": "phantom2d", "options": {"n_cases": 8, "size": 32, "resize": None}}
-    ds = load_dataset_from_config(resolve_config(cfg).dataset)
+    ds = open_dataset(resolve_config(cfg).dataset)
     assert len(ds) == 8 and ds[0].image.shape == (1, 32, 32)  # native size, not the file's 16x16
     assert ds.preprocessing["resize"] is None
     # without the override the file's resize is used
-    ds16 = load_dataset_from_config(resolve_config(build_config(f, dataset="phantom2d")).dataset)
+    ds16 = open_dataset(resolve_config(build_config(f, dataset="phantom2d")).dataset)
     assert ds16[0].image.shape == (1, 16, 16)
     # loss parameters set to null arrive too; a bare NAME is refused
     assert build_config(loss="dice", loss_param=["rare_classes=null"])["loss"]["params"] == {"rare_classes": None}

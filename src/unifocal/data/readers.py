@@ -214,7 +214,7 @@ def scan_label_values(paths: list[Path], *, cache_dir: Path | None) -> dict[str,
     if cfile is not None and cfile.is_file():
         try:
             return json.loads(cfile.read_text())
-        except Exception:
+        except (OSError, ValueError):  # unreadable or torn cache file: scan again
             pass
     out = {}
     for p in paths:
@@ -460,7 +460,7 @@ def read_msd(root: Path, *, num_classes: int | None = None, _cache_dir: Path | N
     if djson.is_file():
         try:
             info = json.loads(djson.read_text())
-        except Exception as exc:
+        except (OSError, ValueError) as exc:
             raise ValueError(f"{djson}: unreadable dataset.json ({exc})") from exc
         lab = info.get("labels", {})
         pairs: dict[int, str] = {}

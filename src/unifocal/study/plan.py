@@ -481,16 +481,9 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
                              "use another output folder")
     dataset = None
     if write_splits:  # opened before anything is written: a missing dataset leaves no study folder
-        from unifocal.data import load_dataset
+        from unifocal.training.config import open_dataset
 
-        ds_cfg = dict(specs[0].config["dataset"])
-        src = ds_cfg.get("path") or ds_cfg.get("name")
-        if src is None:
-            raise ValueError("dataset configuration needs 'path' or 'name'")
-        try:
-            dataset = load_dataset(src, layout=ds_cfg.get("layout"), **(ds_cfg.get("options") or {}))
-        except (FileNotFoundError, TypeError) as e:
-            raise ValueError(f"cannot open dataset {src!r}: {e}; fix --dataset / dataset.path / options") from e
+        dataset = open_dataset(specs[0].config["dataset"])
     root.mkdir(parents=True, exist_ok=True)
     if not recorded:
         atomic_write_text(f, yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))

@@ -33,6 +33,7 @@ defaulting to the ``UNIFOCAL_DATA`` environment variable.
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,20 +88,10 @@ class Report:
 
 
 def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> Any:
-    import os
+    """The runs' dataset, under ``data_root`` (default ``$UNIFOCAL_DATA``) when its recorded path is not here."""
+    from unifocal.training.config import open_dataset
 
-    from unifocal.data import load_dataset
-
-    ds = dict(config.get("dataset") or {})
-    src = ds.get("path") or ds.get("name")
-    root = data_root if data_root is not None else os.environ.get("UNIFOCAL_DATA")
-    if ds.get("path") and not Path(ds["path"]).exists() and root:
-        moved = Path(root) / Path(ds["path"]).name
-        if not moved.exists():
-            raise ValueError(f"dataset {ds['path']} of the runs is not on this machine, nor at {moved}; "
-                             f"pass the folder holding it as data_root (--data-root)")
-        src = str(moved)
-    return load_dataset(src, layout=ds.get("layout"), **(ds.get("options") or {}))
+    return open_dataset(config.get("dataset"), data_root if data_root is not None else os.environ.get("UNIFOCAL_DATA"))
 
 
 REPORT_SETTINGS_FILE = "report.yaml"

@@ -118,9 +118,7 @@ def _execute(spec: RunSpec, train_fn: str | Callable[..., Any], threads: int | N
         if not is_finished(spec.run_dir):
             raise RuntimeError(f"training returned but {spec.run_dir / 'summary.json'} is not finished")
         return RunOutcome(spec.name, spec.run_dir, "finished", time.perf_counter() - t0)
-    except BaseException as e:  # a failed run must not take the study down
-        if isinstance(e, KeyboardInterrupt):
-            raise
+    except Exception as e:  # a failed run must not take the study down (Ctrl-C and exit still do)
         msg = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
         return RunOutcome(spec.name, spec.run_dir, "failed", time.perf_counter() - t0, msg)
 

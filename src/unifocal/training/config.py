@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from unifocal.data import load_dataset
 from unifocal.data.phantom import PHANTOM_DEFAULTS
 
-__all__ = ["ALL_FOLDS", "NOT_GUARDED", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "not_guarded",
+__all__ = ["ALL_FOLDS", "NOT_GUARDED", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "not_guarded", "open_dataset",
            "parse_key_values", "parse_size", "resolve_config", "setting", "setting_fields", "settings_table"]
 
 SCHEMES = ("sgd", "adam", "sota")
@@ -592,6 +593,34 @@ def resolve_config(config: dict[str, Any] | TrainConfig) -> TrainConfig:
     resolved = TrainConfig(**data)
     resolved.__dict__["_resolved"] = resolved.to_dict()  # not a field: to_dict and the guards never see it
     return resolved
+
+
+def open_dataset(ds_cfg: dict[str, Any] | None, data_root: str | Path | None = None) -> Any:
+    """Open the dataset of a configuration's ``dataset`` entry: the one way every stage opens it.
+
+    Args:
+        ds_cfg: ``{path|name, layout, options}``.
+        data_root: Folder holding the dataset when its recorded path is not on this machine (a report
+            made elsewhere): ``data_root / <folder name>`` is opened instead.
+
+    Raises:
+        ValueError: No path or name, a path found neither where recorded nor under ``data_root``, or a
+            dataset that cannot be opened with these layout and options.
+    """
+    ds = dict(ds_cfg or {})
+    src = ds.get("path") or ds.get("name")
+    if src is None:
+        raise ValueError("dataset configuration needs 'path' or 'name'")
+    if ds.get("path") and data_root and not Path(ds["path"]).exists():
+        moved = Path(data_root) / Path(ds["path"]).name
+        if not moved.exists():
+            raise ValueError(f"dataset {ds['path']} of the runs is not on this machine, nor at {moved}; "
+                             f"pass the folder holding it as data_root (--data-root)")
+        src = str(moved)
+    try:
+        return load_dataset(src, layout=ds.get("layout"), **(ds.get("options") or {}))
+    except (TypeError, FileNotFoundError) as e:
+        raise ValueError(f"cannot open dataset {src!r}: {e}; fix --dataset / dataset.path / layout / options") from e
 
 
 def finalise_for_dataset(cfg: TrainConfig, spatial_dims: int, dataset: Any = None) -> TrainConfig:

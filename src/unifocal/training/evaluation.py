@@ -19,9 +19,12 @@ from typing import Any
 
 import numpy as np
 from torch import nn
+from tqdm import tqdm
 
 from unifocal._atomic import atomic_write_csv
+from unifocal.data.preprocessing import DEFAULT_PREPROCESSING, make_preprocessing
 from unifocal.metrics import case_metrics, mean_ci
+from unifocal.training.config import _normalise_dataset, open_dataset
 from unifocal.training.inference import predict_probabilities, probs_to_labels, save_prediction
 
 __all__ = ["CSV_FIELDS", "aggregate", "evaluate_cases", "open_run_dataset", "write_metrics_csv"]
@@ -31,7 +34,6 @@ METRICS = ("dsc", "precision", "recall")
 
 
 def _preprocessing_of(options: dict[str, Any]) -> dict[str, Any]:
-    from unifocal.data.preprocessing import DEFAULT_PREPROCESSING
 
     pre = dict(options.get("preprocessing") or {})
     pre.update({k: v for k, v in options.items() if k in DEFAULT_PREPROCESSING})
@@ -57,9 +59,6 @@ def open_run_dataset(run_config: dict[str, Any], spec: dict[str, Any],
         ValueError: A preprocessing option differs from the run's, or the dataset's classes do not
             match the model's.
     """
-    from unifocal.data.preprocessing import DEFAULT_PREPROCESSING, make_preprocessing
-    from unifocal.training.config import _normalise_dataset
-    from unifocal.training.loop import load_dataset_from_config
 
     base = dict(run_config["dataset"])
     own = dataset is None or not (dataset.get("path") or dataset.get("name"))
@@ -87,7 +86,7 @@ def open_run_dataset(run_config: dict[str, Any], spec: dict[str, Any],
         options = {k: v for k, v in options.items() if k not in DEFAULT_PREPROCESSING and k != "preprocessing"}
         options["preprocessing"] = trained
         ds_cfg["options"] = options
-    ds = load_dataset_from_config(ds_cfg)
+    ds = open_dataset(ds_cfg)
     if trained:
         want = {k: v for k, v in make_preprocessing(trained).items() if k != "version"}
         used = {k: v for k, v in ds.preprocessing.items() if k != "version"}
@@ -126,7 +125,6 @@ def evaluate_cases(model: nn.Module, dataset: Any, ids: Iterable[str], *, patch_
     ids = list(ids)
     it: Iterable[str] = ids
     if progress:
-        from tqdm import tqdm
 
         it = tqdm(ids, desc="evaluate", leave=False)
     for cid in it:

@@ -46,6 +46,7 @@ import io
 import json
 import math
 import os
+import random
 import time
 import warnings
 from pathlib import Path
@@ -55,9 +56,16 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from unifocal._atomic import atomic_write_csv
+from unifocal.data import get_splits, make_train_loader
+from unifocal.losses import DeepSupervisionLoss, get_loss
+from unifocal.metrics import case_metrics, hard_prediction
+from unifocal.models import get_model, supports_deep_supervision
 from unifocal.training.checkpoint import (
+    atomic_write,
     atomic_write_json,
     atomic_write_text,
     get_rng_state,
@@ -70,11 +78,14 @@ from unifocal.training.config import (
     TrainConfig,
     finalise_for_dataset,
     not_guarded,
+    open_dataset,
     read_yaml_mapping,
     resolve_config,
 )
+from unifocal.training.diagnostics import Diagnostics
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
 from unifocal.training.inference import effective_amp, predict_logits, select_device
+from unifocal.training.lock import run_lock
 from unifocal.training.schemes import make_optimizer, make_scheduler
 
 __all__ = ["LOG_FIELDS", "AllBackgroundWarning", "NonFiniteLossError", "RunContext", "build_run", "continues_finished_run",
@@ -96,17 +107,6 @@ class NonFiniteLossError(ValueError, RuntimeError):
     """
 
 
-def load_dataset_from_config(ds_cfg: dict[str, Any]) -> Any:
-    """Open the dataset described by ``config.dataset``."""
-    from unifocal.data import load_dataset
-
-    src = ds_cfg.get("name") or ds_cfg.get("path")
-    try:
-        return load_dataset(src, layout=ds_cfg.get("layout"), **(ds_cfg.get("options") or {}))
-    except (TypeError, FileNotFoundError) as e:
-        raise ValueError(f"cannot open dataset {src!r}: {e}; fix dataset.path / layout / options") from e
-
-
 def make_loss(dataset: Any, loss_cfg: dict[str, Any]) -> nn.Module:
     """The configured loss; the dataset's ``rare_classes`` are passed when the configuration does not
     set them (they equal the loss default, all but background, unless the dataset says otherwise).
@@ -115,7 +115,6 @@ def make_loss(dataset: Any, loss_cfg: dict[str, Any]) -> nn.Module:
         ValueError: Invalid loss settings, including the dataset's ``rare_classes`` (e.g. the
             background class): they are refused, never dropped.
     """
-    from unifocal.losses import get_loss
 
     params = dict(loss_cfg.get("params") or {})
     rare = getattr(dataset, "rare_classes", None)
@@ -130,7 +129,6 @@ def make_loss(dataset: Any, loss_cfg: dict[str, Any]) -> nn.Module:
 
 def build_model(cfg: TrainConfig, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
     """The network of ``cfg.model`` for the data."""
-    from unifocal.models import get_model
 
     params = {k: v for k, v in cfg.model.items() if k != "name" and v is not None}
     return get_model(cfg.model["name"], spatial_dims, in_channels, num_classes, **params)
@@ -159,17 +157,14 @@ class RunContext:
     """Everything one run needs, built from a resolved configuration (data, model, loss, optimiser)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None) -> None:
-        from unifocal.losses import DeepSupervisionLoss
-        from unifocal.models import supports_deep_supervision
 
-        self.dataset = load_dataset_from_config(cfg.dataset)
+        self.dataset = open_dataset(cfg.dataset)
         cfg = finalise_for_dataset(cfg, self.dataset.spatial_dims, self.dataset)
         self.device = select_device(cfg.device)
         # amp as it runs: float32 (with a one-line notice) on a CPU without native bfloat16
         self.amp = effective_amp(self.device, cfg.amp)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (libraries may draw from the global generator)
-        import random
 
         random.seed(cfg.seed)
         self.model = build_model(cfg, self.dataset.spatial_dims, self.dataset.in_channels,
@@ -193,14 +188,12 @@ class RunContext:
         self.run_dir = run_dir
         self.diagnostics = None
         if cfg.diagnostics:
-            from unifocal.training.diagnostics import Diagnostics
 
             self.diagnostics = Diagnostics(self.model)
 
     # -- data ---------------------------------------------------------------------------------
     def train_loader(self, ids: list[str], epoch: int) -> Any:
         """The training loader of ``epoch`` (1-based), seeded with ``seed + epoch``."""
-        from unifocal.data import make_train_loader
 
         return make_train_loader(self.dataset, ids, batch_size=self.cfg.batch_size, patch_size=self.cfg.patch_size,
                                  augment=self.cfg.augment, seed=self.cfg.seed + epoch,
@@ -226,7 +219,6 @@ class RunContext:
         self.foreground_seen = False
         bar = None
         if progress:
-            from tqdm import tqdm
 
             bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None,
                        desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, unit="batch")
@@ -280,7 +272,6 @@ class RunContext:
     @torch.no_grad()
     def validate(self, ids: list[str], epoch: int) -> tuple[float, float]:
         """``(mean validation loss, mean foreground DSC)`` on the preprocessed grid."""
-        from unifocal.metrics import case_metrics, hard_prediction
 
         losses, dscs = [], []
         classes = list(range(1, self.dataset.num_classes))
@@ -343,7 +334,6 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    from unifocal.training.checkpoint import atomic_write
 
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
@@ -446,7 +436,6 @@ def train_and_evaluate(config: dict[str, Any] | TrainConfig, run_dir: str | Path
             different configuration.
         NonFiniteLossError: NaN / Inf loss (the last good checkpoint is kept).
     """
-    from unifocal.training.lock import run_lock
 
     cfg = resolve_config(config)
     with run_lock(run_dir):
@@ -504,7 +493,6 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, yaml.safe_dump(cfg_dict, sort_keys=False))
 
-    from unifocal.data import get_splits
 
     if cfg.fold == ALL_FOLDS:  # the final model on every case; validation = the training cases
         train_ids = list(ctx.dataset.ids)
@@ -540,12 +528,10 @@ def _train_and_evaluate_locked(cfg: TrainConfig, run_dir: Path, progress: bool) 
         if done is not None:  # a finished run continued: an interruption from now on leaves a resumable run
             (run_dir / "summary.json").unlink()
 
-    from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch + 1)
     epoch_bar = None
     if progress:
-        from tqdm import tqdm
 
         epoch_bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"train {run_dir.name}", unit="epoch")
     def patience_exhausted(epoch: int) -> bool:

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from unifocal.data.io import check_finite, is_nifti, read_nifti, read_png, strip_nifti_suffix
+from unifocal.data.preprocessing import make_preprocessing, preprocess, restore_geometry
+from unifocal.data.readers import IMAGE_EXTS
+from unifocal.models import get_model
 from unifocal.training.checkpoint import atomic_write_json, load_checkpoint
-from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
+from unifocal.training.evaluation import aggregate, evaluate_cases, open_run_dataset, write_metrics_csv
 from unifocal.training.inference import predict_probabilities, probs_to_labels, save_prediction, select_device
+from unifocal.training.lock import check_output_dir, refuse_run_folder
 
 __all__ = ["DEFAULT_TILE_2D", "evaluate_run", "load_model", "plan_outputs", "predict_files", "tile_size"]
 
@@ -40,7 +48,6 @@ def _checkpoint_path(run_or_ckpt: str | Path) -> Path:
 
 def load_model(run_or_ckpt: str | Path, device: str | torch.device = "auto") -> tuple[nn.Module, dict[str, Any]]:
     """The trained network (eval mode, on ``device``) and its specification from a run or checkpoint."""
-    from unifocal.models import get_model
 
     dev = select_device(device) if isinstance(device, str) else device
     path = _checkpoint_path(run_or_ckpt)
@@ -77,7 +84,6 @@ def tile_size(spec: dict[str, Any]) -> list[int] | None:
 
 
 def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, Any]]:
-    from unifocal.data.io import check_finite, is_nifti, read_nifti, read_png
 
     if is_nifti(path):
         arr, affine, spacing = read_nifti(path)
@@ -103,14 +109,11 @@ def _read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict[str, An
 def is_image_file(p: Path) -> bool:
     """An image file ``predict`` reads from a folder: NIfTI or a 2D image format, in any case
     (``.NII.GZ``, ``.PNG``, ``.tif``, ``.jpg``)."""
-    from unifocal.data.io import is_nifti
-    from unifocal.data.readers import IMAGE_EXTS
 
     return is_nifti(p) or p.suffix.lower() in IMAGE_EXTS
 
 
 def _input_files(inputs: Sequence[str | Path]) -> list[Path]:
-    import warnings
 
     files: list[Path] = []
     for src in inputs:
@@ -146,7 +149,6 @@ def plan_outputs(files: Sequence[Path], out_dir: Path, probabilities: bool) -> l
             format is the same), or two inputs would write the same output (``a/x.png``, ``b/x.png``).
             Nothing has been written then.
     """
-    from unifocal.data.io import is_nifti, strip_nifti_suffix
 
     inputs = {f.resolve(): f for f in files}
     owner: dict[Path, Path] = {}
@@ -187,9 +189,6 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
         ValueError: bad checkpoint, input (named), output folder, or an output that would replace an
             input or collide with another.
     """
-    from unifocal.data.io import is_nifti
-    from unifocal.data.preprocessing import make_preprocessing, preprocess, restore_geometry
-    from unifocal.training.lock import check_output_dir, refuse_run_folder
 
     model, spec = load_model(run_or_ckpt, device)
     dev = next(model.parameters()).device
@@ -205,7 +204,6 @@ def predict_files(run_or_ckpt: str | Path, inputs: Sequence[str | Path], out_dir
     written = []
     pairs = list(zip(files, plan))
     if progress:
-        from tqdm import tqdm
 
         pairs = tqdm(pairs, desc="predict", leave=False)
     for f, (stem, _outs) in pairs:
@@ -246,10 +244,7 @@ def evaluate_run(run_or_ckpt: str | Path, out_dir: str | Path, *, dataset: dict[
         ids: Cases to score (default: the run's validation cases from ``split.json`` when evaluating
             the run's own dataset, else every case).
     """
-    import json
 
-    from unifocal.training.evaluation import open_run_dataset
-    from unifocal.training.lock import check_output_dir, refuse_run_folder
 
     out_dir = check_output_dir(out_dir, "evaluation folder", create=False)
     refuse_run_folder(out_dir, "evaluation folder")
