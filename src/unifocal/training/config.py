@@ -91,7 +91,7 @@ class TrainConfig:
                                      "(docs/data.md).", flag="--group-duplicates")
     seed: int = setting(0, help="Random seed.", flag="--seed", ge=0, lt=2**63)
     device: str = setting("auto", help="auto | cpu | cuda (or cuda:N).", flag="--device", guarded=False)
-    amp: bool = setting(False, help="Mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU).",
+    amp: bool = setting(False, help="Mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU; float32 with a notice on a CPU without native bfloat16).",
                         flag="--amp", guarded=False)
     num_workers: int = setting(0, help="Data-loader worker processes.", ge=0, guarded=False)
     augment: bool = setting(True, help="Data augmentation of the training patches.")
