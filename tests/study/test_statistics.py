@@ -126,6 +126,17 @@ def test_noise_floor_pools_within_fold_variance():
     assert math.isnan(noise_floor([{(0, 0): 0.5, (1, 0): 0.6}]).sd)
 
 
+def test_pair_floor_is_the_rms_of_the_two_losses_floors():
+    from unifocal.study.statistics import NoiseFloor, pair_floor
+
+    nan = float("nan")
+    floors = {"a": NoiseFloor(0.03, 3, 1, 0.06), "b": NoiseFloor(0.04, 3, 1, 0.08), "c": NoiseFloor(nan, 0, 0, 0.0),
+              "study": NoiseFloor(0.02, 9, 3, 0.1)}
+    assert pair_floor(floors, "a", "b") == pytest.approx(math.sqrt((0.03**2 + 0.04**2) / 2))
+    assert pair_floor(floors, "a", "c") == pytest.approx(0.03)
+    assert pair_floor(floors, "c", "c") == pytest.approx(0.02)
+
+
 def test_power_matches_a_simulated_t_test():
     delta, sd_fold, sd_seed, folds, seeds = 0.02, 0.01, 0.015, 5, 2
     rng = np.random.default_rng(8)

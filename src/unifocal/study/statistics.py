@@ -4,7 +4,7 @@ A study trains each loss on every fold, with one or more seeds per fold. The cas
 network are not independent draws (they share its weights), so the statistics here treat the
 *network* (one fold, one seed) as the unit of replication (``docs/study.md``, "Statistics"):
 
-* **Noise floor** (:func:`noise_floor`): the standard deviation, across seeds on the same fold, of a
+* **Noise floor** (:func:`noise_floor`, :func:`pair_floor`): the standard deviation, across seeds on the same fold, of a
   network's mean validation DSC, pooled over folds (and over losses for the study's floor): how much
   retraining the same loss on the same data moves the result. A difference between losses smaller
   than this is not a finding, whatever its p-value.
@@ -46,6 +46,7 @@ __all__ = [
     "nemenyi_q",
     "networks_needed",
     "noise_floor",
+    "pair_floor",
     "power",
     "verdict",
 ]
@@ -347,6 +348,7 @@ class ModelLevel:
         seeds_eff: harmonic mean of the seeds per fold (the study's ``S`` in :func:`power`).
         n_folds: folds of the study.
         seeds: ``{fold: [seeds]}``, every seed any loss has on the fold.
+        pair_floors: ``{loss: the noise floor of its comparison with the reference}`` (:func:`pair_floor`).
     """
 
     cls: str
@@ -363,6 +365,18 @@ class ModelLevel:
     seeds_eff: float
     n_folds: int
     seeds: dict[int, list[int]]
+    pair_floors: dict[str, float]
+
+
+def pair_floor(floors: Mapping[str, NoiseFloor], a: str, b: str) -> float:
+    """The noise floor of a comparison of losses ``a`` and ``b``: the root mean square of their own
+    seed-to-seed SDs (one alone where only one is measured), else the study's pooled floor
+    (``floors["study"]``). Losses differ in how much they move between seeds (a loss that sometimes
+    fails to learn moves a lot), so a comparison is held to the spread of the two losses it compares."""
+    own = [floors[n].sd for n in (a, b) if n in floors and math.isfinite(floors[n].sd)]
+    if own:
+        return math.sqrt(sum(v * v for v in own) / len(own))
+    return floors["study"].sd if "study" in floors else float("nan")
 
 
 def _paired_network_diffs(ref, other, cls: str, metric: str) -> dict[tuple[int, int], np.ndarray]:
@@ -410,7 +424,8 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
         comps = [Comparison(n, reference, est, lo, hi, p, float(pa), nn, nf)
                  for (n, est, lo, hi, p, nn, nf), pa in zip(raw, adj)]
     floor = floors["study"].sd
-    verdicts = {c.other: verdict(c, floor, alpha) for c in comps}
+    pair = {c.other: pair_floor(floors, c.reference, c.other) for c in comps}
+    verdicts = {c.other: verdict(c, pair[c.other], alpha) for c in comps}
     blocks = sorted(set.intersection(*(set(arms[n].replicates) for n in order))) if order else []
     ranks: dict[str, float] = {}
     fried = cd = None
@@ -449,7 +464,7 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
             pw[dlt] = power(dlt, sd_fold, floor, n_folds, seeds_eff, alpha)
             need[dlt] = networks_needed(dlt, sd_fold, floor, alpha=alpha)
     return ModelLevel(cls, floors, comps, verdicts, blocks, ranks, fried, cd, sd_fold, pw, need, seeds_eff, n_folds,
-                      {k: sorted(v) for k, v in sorted(seed_sets.items())})
+                      {k: sorted(v) for k, v in sorted(seed_sets.items())}, pair)
 
 
 def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Sequence[str], metric_title: str = "DSC",
@@ -490,13 +505,13 @@ def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Seque
         out += ["", f"Δ: the loss minus {titles.get(ref, ref)}, mean over folds of the mean over the fold's seeds "
                 "and validation cases. CI and p: hierarchical bootstrap (folds, then seeds, then cases, with "
                 f"replacement); Holm over the {len(ml.comparisons)} comparisons. Verdict: higher / lower when the "
-                f"Holm p < {alpha:g} and |Δ| is at least the noise floor"
-                + (f" ({f.format(floor)})" if math.isfinite(floor) else "")
+                f"Holm p < {alpha:g} and |Δ| is at least the noise floor of the pair (the root mean square of "
+                "the two losses' seed-to-seed SDs; the study's where neither is measured)"
                 + "; within the noise floor when only the first holds; indistinguishable otherwise; one network "
                 "when a loss has a single network (an anecdote: its interval resamples only that network's "
                 "cases).", "",
                 "Verdicts:", ""]
-        out += [f"- {verdict(c, floor, alpha, titles, digits)[1]}" for c in ml.comparisons]
+        out += [f"- {verdict(c, ml.pair_floors[c.other], alpha, titles, digits)[1]}" for c in ml.comparisons]
         out.append("")
     if ml.ranks:
         ranked = sorted(order, key=lambda n: ml.ranks[n])
