@@ -16,6 +16,13 @@ from typing import Any
 import numpy as np
 
 from unifocal._atomic import atomic_write
+from unifocal.data.duplicates import (
+    DUPLICATES_FILE,
+    duplicate_groups,
+    find_duplicates,
+    load_duplicates,
+    save_duplicates,
+)
 
 SPLITS_FILE = "splits.json"
 
@@ -76,8 +83,6 @@ def make_folds(ids: list[str], n_folds: int = 5, seed: int = 0,
 def _units(ids: list[str], groups: Sequence[Sequence[str]]) -> list[list[str]]:
     """``ids`` partitioned into units: the (merged) groups and the single cases, in sorted-id order of
     their first member (without groups: the sorted ids one by one)."""
-    from unifocal.data.duplicates import duplicate_groups
-
     known = set(ids)
     pairs = []
     for g in groups:
@@ -190,8 +195,6 @@ def get_splits(dataset: Any, folder: str | Path, n_folds: int = 5, seed: int = 0
         ValueError: The existing file does not cover exactly the dataset's ids, has another number of
             folds, or fails the checks of :func:`load_splits` (the case is named).
     """
-    from unifocal.data.duplicates import DUPLICATES_FILE, find_duplicates, load_duplicates, save_duplicates
-
     ids = list(getattr(dataset, "ids", dataset))
     folder = Path(folder)
     path, dup_path = folder / SPLITS_FILE, folder / DUPLICATES_FILE

@@ -410,6 +410,7 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
     floors = {n: noise_floor([nets[n]]) for n in order}
     floors["study"] = noise_floor([nets[n] for n in order])
     comps: list[Comparison] = []
+    diffs: dict[str, dict[tuple[int, int], np.ndarray]] = {}  # per compared loss, its paired differences
     if reference is not None:
         raw = []
         for n in order:
@@ -418,6 +419,7 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
             d = _paired_network_diffs(arms[reference], arms[n], cls, metric)
             if not d:
                 continue
+            diffs[n] = d
             est, lo, hi, p = hierarchical_bootstrap(d, n_boot=n_boot, seed=seed)
             raw.append((n, est, lo, hi, p, len(d), len({k for k, _ in d})))
         adj = holm([r[4] for r in raw])
@@ -440,9 +442,8 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
     sd_fold_est = []
     seed_var = floor**2 if math.isfinite(floor) else 0.0
     for c in comps:
-        d = _paired_network_diffs(arms[reference], arms[c.other], cls, metric)
         by_fold: dict[int, list[float]] = {}
-        for (k, _s), v in d.items():
+        for (k, _s), v in diffs[c.other].items():
             by_fold.setdefault(k, []).append(float(v.mean()))
         if len(by_fold) >= 2:
             fold_means = np.array([np.mean(v) for v in by_fold.values()])
