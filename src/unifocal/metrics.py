@@ -26,7 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["MeanCI", "case_metrics", "confusion_counts", "hard_prediction", "mean_ci"]
+__all__ = ["METRICS", "MeanCI", "case_metrics", "confusion_counts", "hard_prediction", "mean_ci",
+           "scores_from_counts"]
+
+#: The metric names, in the order of :func:`scores_from_counts`.
+METRICS: tuple[str, ...] = ("dsc", "precision", "recall")
 
 
 def hard_prediction(output: torch.Tensor, threshold: float = 0.5, input: str = "logits") -> torch.Tensor:
@@ -60,8 +64,16 @@ def confusion_counts(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch
     return out
 
 
-def _ratio(num: float, den: float, zero_division: float) -> float:
-    return num / den if den > 0 else zero_division
+def scores_from_counts(counts: torch.Tensor, zero_division: float = 1.0) -> torch.Tensor:
+    """DSC, precision and recall ``(..., 3)`` (float64, in the order of :data:`METRICS`) from ``(TP, FP, FN)``
+    counts ``(..., 3)``: the one implementation of the formulas (module docstring), used per case by
+    :func:`case_metrics` and per batch by :mod:`unifocal.integrations.metrics`."""
+    c = counts.to(torch.float64)
+    tp, fp, fn = c.unbind(-1)
+    nums = torch.stack([2 * tp, tp, tp], dim=-1)
+    dens = torch.stack([2 * tp + fp + fn, tp + fp, tp + fn], dim=-1)
+    out = nums / dens.clamp_min(1)
+    return torch.where(dens > 0, out, torch.full_like(out, float(zero_division)))
 
 
 def case_metrics(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, classes: Sequence[int],
@@ -74,15 +86,10 @@ def case_metrics(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Ten
         >>> round(m[1]["dsc"], 4), m[1]["precision"], m[1]["recall"]
         (0.8, 0.6666666666666666, 1.0)
     """
-    res: dict[int, dict[str, float]] = {}
-    for c, (tp, fp, fn) in confusion_counts(pred, target, classes).items():
-        res[c] = {
-            "dsc": _ratio(2 * tp, 2 * tp + fp + fn, zero_division),
-            "precision": _ratio(tp, tp + fp, zero_division),
-            "recall": _ratio(tp, tp + fn, zero_division),
-            "tp": float(tp), "fp": float(fp), "fn": float(fn),
-        }
-    return res
+    counts = confusion_counts(pred, target, classes)
+    scores = scores_from_counts(torch.tensor(list(counts.values()), dtype=torch.int64).reshape(-1, 3), zero_division)
+    return {c: {**dict(zip(METRICS, s)), "tp": float(tp), "fp": float(fp), "fn": float(fn)}
+            for (c, (tp, fp, fn)), s in zip(counts.items(), scores.tolist())}
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,26 @@ def test_torchmetrics_metric_under_real_ddp():
     ref = plain.compute()
     for rank in (0, 1):
         assert results[rank] == pytest.approx(ref, abs=1e-12), rank
+
+
+def test_one_implementation_of_the_formulas(monkeypatch):
+    """The accumulating metric and case_metrics both score counts with unifocal.metrics.scores_from_counts."""
+    import unifocal.integrations.metrics as acc
+    import unifocal.metrics as core
+
+    assert acc.scores_from_counts is core.scores_from_counts and acc.METRICS is core.METRICS
+    calls = []
+    real = core.scores_from_counts
+
+    def spy(counts, zero_division=1.0):
+        calls.append(tuple(counts.shape))
+        return real(counts, zero_division)
+
+    monkeypatch.setattr(core, "scores_from_counts", spy)
+    monkeypatch.setattr(acc, "scores_from_counts", spy)
+    pred, target = torch.tensor([[[0, 1], [1, 1]]]), torch.tensor([[[0, 1], [0, 1]]])
+    m = CaseMetrics(classes=[1])
+    m.update(pred, target)
+    assert m.compute()["dsc"] == pytest.approx(0.8)
+    assert case_metrics(pred[0], target[0], [1])[1]["dsc"] == pytest.approx(0.8)
+    assert calls == [(1, 1, 3), (1, 3)]

@@ -20,12 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from unifocal.metrics import hard_prediction
+from unifocal.metrics import METRICS, hard_prediction, scores_from_counts
 
+# METRICS and scores_from_counts (the one implementation of the formulas) are unifocal.metrics', re-exported
 __all__ = ["METRICS", "CaseMetrics", "batch_confusion", "scores_from_counts"]
-
-#: The metric names, in the order of :func:`scores_from_counts`.
-METRICS: tuple[str, ...] = ("dsc", "precision", "recall")
 
 
 def _check_classes(classes: Sequence[int]) -> tuple[int, ...]:
@@ -80,16 +78,6 @@ def batch_confusion(pred: Tensor, target: Tensor, classes: Sequence[int], *, thr
     fp = pc.sum(-1) - tp
     fn = tc.sum(-1) - tp
     return torch.stack([tp, fp, fn], dim=-1).long()
-
-
-def scores_from_counts(counts: Tensor, zero_division: float = 1.0) -> Tensor:
-    """DSC, precision and recall ``(N, K, 3)`` (float64) from per-case counts ``(N, K, 3)``."""
-    c = counts.to(torch.float64)
-    tp, fp, fn = c.unbind(-1)
-    nums = torch.stack([2 * tp, tp, tp], dim=-1)
-    dens = torch.stack([2 * tp + fp + fn, tp + fp, tp + fn], dim=-1)
-    out = nums / dens.clamp_min(1)
-    return torch.where(dens > 0, out, torch.full_like(out, float(zero_division)))
 
 
 def summarise(counts: Tensor, classes: Sequence[int], zero_division: float) -> dict[str, Tensor]:

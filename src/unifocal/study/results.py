@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from unifocal.metrics import MeanCI, mean_ci
+from unifocal.metrics import METRICS, MeanCI, mean_ci
 
 __all__ = [
     "METRICS",
@@ -48,7 +48,6 @@ __all__ = [
     "pick_reference",
 ]
 
-METRICS: tuple[str, ...] = ("dsc", "precision", "recall")
 _BACKGROUND = {"0", "background", "bg"}
 
 

@@ -23,14 +23,13 @@ from tqdm import tqdm
 
 from unifocal._atomic import atomic_write_csv
 from unifocal.data.preprocessing import DEFAULT_PREPROCESSING, make_preprocessing
-from unifocal.metrics import case_metrics, mean_ci
+from unifocal.metrics import METRICS, case_metrics, mean_ci
 from unifocal.training.config import _normalise_dataset, open_dataset
 from unifocal.training.inference import predict_probabilities, probs_to_labels, save_prediction
 
 __all__ = ["CSV_FIELDS", "aggregate", "evaluate_cases", "open_run_dataset", "write_metrics_csv"]
 
-CSV_FIELDS = ["case_id", "class", "dsc", "precision", "recall", "tp", "fp", "fn"]
-METRICS = ("dsc", "precision", "recall")
+CSV_FIELDS = ["case_id", "class", *METRICS, "tp", "fp", "fn"]
 
 
 def _preprocessing_of(options: dict[str, Any]) -> dict[str, Any]:
