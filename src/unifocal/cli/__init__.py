@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from unifocal import __version__
+from unifocal.__main__ import main as run_command
+from unifocal.__main__ import os_error_message
+from unifocal.cli import data, run, study
+
+__all__ = ["app", "main", "os_error_message"]
 
 app = typer.Typer(help="unifocal: Unified Focal loss family and the paper's study pipeline.",
                   no_args_is_help=True, add_completion=False)
@@ -32,43 +39,12 @@ def losses() -> None:
         typer.echo(f"{name}: {params}")
 
 
-def _register_all() -> None:
-    from unifocal.cli import data, run, study
-
-    for mod in (data, run, study):
-        mod.register(app)
-
-
-_register_all()
+for _stage in (data, run, study):
+    _stage.register(app)
 
 
 def main() -> None:
-    """Run the app outside ``python -m unifocal`` (which calls ``app`` itself, :func:`unifocal.__main__.main`):
-    file-system errors (full disk, permissions) end with a message, status 1."""
-    import sys
-    import warnings
-
-    # a warning is one line on stderr, as an error is (not the file and source line that raised it)
-    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
-    try:
-        app()
-    except OSError as exc:  # the run folder keeps its last complete checkpoint (atomic writes)
-        typer.echo(os_error_message(exc), err=True)
-        sys.exit(1)
-
-
-def os_error_message(exc: OSError) -> str:
-    """The one-line message of a file-system error (full disk, permissions), naming the file.
-
-    A full disk (or quota) says to free space and rerun (an interrupted run resumes from its last
-    complete checkpoint); a permission or read-only error says to choose a writable folder.
-    """
-    import errno
-
-    where = f"{exc.filename}: " if exc.filename else ""
-    what = f"{where}{exc.strerror or exc} (errno {exc.errno})"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"Error: cannot write or read {what}. Choose a writable output folder (-o) or fix the "
-                f"permissions of that file or folder.")
-    return (f"Error: cannot write or read {what}. Free disk space or fix the permissions, then rerun the "
-            f"same command: an interrupted run resumes from its last complete checkpoint.")
+    """Run the ``unifocal`` command line from ``sys.argv`` and exit with its status: the console script
+    :func:`unifocal.__main__.main` (the one handler of file-system errors, warnings and a missing pipeline
+    package), for callers that import the app's package."""
+    sys.exit(run_command())
