@@ -112,6 +112,42 @@ def test_report_rejects_empty(tmp_path):
         make_report(tmp_path)
 
 
+
+def _overlay_study(root, case: str) -> None:
+    """Two finished runs on a small phantom, each with a saved prediction of ``case``."""
+    lab = np.zeros((32, 32), np.uint8)
+    lab[8:16, 8:16] = 1
+    for loss in ("dice", "tversky"):
+        d = root / loss / "fold0"
+        write_run(d, {"dataset": {"name": "phantom2d", "options": {"n_cases": 3, "size": 32}},
+                      "loss": {"name": loss, "params": {}}, "fold": 0},
+                  {"1": {case: {"dsc": 0.5, "precision": 1, "recall": 1}}})
+        (d / "predictions").mkdir()
+        Image.fromarray(lab * 255).save(d / "predictions" / f"{case}.png")
+
+
+def test_fig3_of_a_case_the_dataset_lacks_is_a_note_a_bug_is_not(tmp_path, monkeypatch):
+    import unifocal.study.report as report
+
+    _overlay_study(tmp_path / "lacks", "not_in_the_phantom")
+    rep = make_report(tmp_path / "lacks", formats=("png",))
+    assert "fig3" not in rep.figures
+    assert any(n.startswith("Fig. 3 skipped: case 'not_in_the_phantom' is not a case of the dataset phantom2d")
+               for n in rep.notes), rep.notes
+    with pytest.raises(ValueError, match="not a case of the dataset"):  # a case asked for is an error
+        make_report(tmp_path / "lacks", formats=("png",), case_id="not_in_the_phantom")
+
+    _overlay_study(tmp_path / "held", "phantom2d_000")
+    assert "fig3" in make_report(tmp_path / "held", formats=("png",)).figures
+
+    def bug(*args, **kwargs):
+        return {}["a key the code forgot"]
+
+    monkeypatch.setattr(report, "overlay_figure", bug)
+    with pytest.raises(KeyError, match="a key the code forgot"):  # not a note in the report
+        make_report(tmp_path / "held", formats=("png",))
+
+
 class _DS:
     """Minimal dataset: ``original(id)`` and ``num_classes``."""
 

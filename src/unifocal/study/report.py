@@ -33,6 +33,7 @@ defaulting to the ``UNIFOCAL_DATA`` environment variable.
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -40,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from unifocal._atomic import atomic_write_text
+from unifocal.data.duplicates import load_duplicates
 from unifocal.study.convergence import convergence_markdown, convergence_rows
 from unifocal.study.figures import (
     cd_diagram,
+    choose_overlay_case,
     diagnostics_figure,
     fig2_loss_curves,
     find_sweeps,
@@ -51,9 +54,11 @@ from unifocal.study.figures import (
     overlay_figure,
     sensitivity_figure,
 )
+from unifocal.study.paper import paper_comparison
 from unifocal.study.results import Arm, RunResult, collect_runs, group_arms
 from unifocal.study.statistics import model_level, model_level_markdown
 from unifocal.study.tables import ResultTable, build_table, per_fold_markdown, write_tables
+from unifocal.training.config import load_config_file, open_dataset
 
 __all__ = ["REPORT_SETTINGS_FILE", "Report", "complete_fold_arms", "exclude_leaked", "make_report", "report_settings"]
 
@@ -89,8 +94,6 @@ class Report:
 
 def _dataset_of(config: dict[str, Any], data_root: str | Path | None = None) -> Any:
     """The runs' dataset, under ``data_root`` (default ``$UNIFOCAL_DATA``) when its recorded path is not here."""
-    from unifocal.training.config import open_dataset
-
     return open_dataset(config.get("dataset"), data_root if data_root is not None else os.environ.get("UNIFOCAL_DATA"))
 
 
@@ -110,8 +113,6 @@ def report_settings(runs_dir: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: for an unreadable file or an unknown key.
     """
-    from unifocal.training.config import load_config_file
-
     out = dict(_SETTINGS)
     f = Path(runs_dir) / REPORT_SETTINGS_FILE
     if f.is_file():
@@ -178,8 +179,6 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
         raise ValueError(f"no finished run folder (summary.json with status finished) under {runs_dir}")
     leak_note = None
     if st["duplicates"] is not None:
-        from unifocal.data.duplicates import load_duplicates
-
         dup = Path(st["duplicates"])
         dup = dup if dup.is_absolute() else runs_dir / dup
         if not dup.is_file():
@@ -217,8 +216,6 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
     rep.extra["convergence"] = convergence_markdown(conv, table.titles)
     atomic_write_text(out / "convergence.md", rep.extra["convergence"])
     if paper is not None:
-        from unifocal.study.paper import paper_comparison
-
         rep.extra["paper"] = paper_comparison(table, arms, paper)[0]
         atomic_write_text(out / "paper.md", rep.extra["paper"])
     figs = out / "figures"
@@ -249,16 +246,23 @@ def make_report(runs_dir: str | Path, out_dir: str | Path | None = None, *, unit
             if p:
                 rep.figures[f"learning_curves/{name}"] = p
         if overlays:
+            # the figure is left out, with a note, for what the runs' folders and data can lack: a dataset
+            # not on this machine or not openable (ValueError), a case it does not hold (another copy or
+            # selection of the data), a prediction that is missing, unreadable or of another geometry
+            # (ValueError, OSError); a case chosen with case_id is an error instead
             try:
                 dataset = _dataset_of(runs[0].config, data_root)
-                p = overlay_figure(arms, table.rows, table.titles, dataset, figs / "fig3_overlay",
-                                   case_id=case_id, formats=formats)
+                shown = case_id if case_id is not None else choose_overlay_case(arms, table.rows)
+                if shown is not None and shown not in dataset.ids:
+                    raise ValueError(f"case {shown!r} is not a case of the dataset {dataset.name} opened here")
+                p = (overlay_figure(arms, table.rows, table.titles, dataset, figs / "fig3_overlay",
+                                    case_id=shown, formats=formats) if shown is not None else [])
                 if p:
                     rep.figures["fig3"] = p
                 else:
                     rep.notes.append("Fig. 3 skipped: no case has saved predictions from every loss "
                                      "(train with save_predictions: true).")
-            except (ValueError, ImportError, OSError, KeyError) as e:
+            except (ValueError, OSError) as e:
                 if case_id is not None:
                     raise
                 rep.notes.append(f"Fig. 3 skipped: {e}")
@@ -276,8 +280,6 @@ def exclude_leaked(runs: Sequence[RunResult], groups: Sequence[Sequence[str]]) -
     Raises:
         ValueError: a run without its ``split.json``.
     """
-    import json
-
     group_of = {c: set(g) for g in groups for c in g}
     left: set[str] = set()
     total: set[str] = set()
