@@ -52,6 +52,25 @@ def test_cli_without_pipeline_says_in_one_line_what_to_install(argv):
     assert 'pip install "unifocal[pipeline]"' in lines[0]
 
 
+@pytest.mark.parametrize("entry", ["from unifocal.cli import main\nmain()",
+                                   "from unifocal.__main__ import main\nsys.exit(main())"])
+def test_one_handler_ends_a_command_the_same_way_from_either_entry_point(entry):
+    """A file-system error is one line ``Error: ...`` naming the file, status 1; a warning is one line."""
+    code = ("import errno, sys, warnings\n"
+            "import unifocal.cli.data as stage\n"
+            "def summarize(*args, **kwargs):\n"
+            "    warnings.warn('a note for the user')\n"
+            "    raise OSError(errno.ENOSPC, 'No space left on device', '/full/disk/summary.json')\n"
+            "stage.summarize = summarize\n"
+            "sys.argv = ['unifocal', 'data', 'summary', 'phantom2d', '-q']\n" + entry)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == "warning: a note for the user"
+    assert lines[1].startswith("Error: cannot write or read /full/disk/summary.json: No space left on device")
+    assert len(lines) == 2, r.stderr
+
+
 def test_version_everywhere():
     dist = importlib.metadata.version("unifocal")
     assert dist == unifocal.__version__

@@ -8,6 +8,12 @@ from pathlib import Path
 import typer
 
 from unifocal.cli._common import output_option, quiet_option, user_errors
+from unifocal.data import load_dataset
+from unifocal.data.duplicates import DEFAULT_THRESHOLD, DUPLICATES_FILE, find_duplicates, save_duplicates
+from unifocal.data.splits import SPLITS_FILE
+from unifocal.data.summary import format_table, summarize
+from unifocal.training.config import parse_key_values
+from unifocal.training.lock import refuse_run_folder
 
 data_app = typer.Typer(help="Datasets: layouts, preprocessing, summaries.", no_args_is_help=True,
                        add_completion=False)
@@ -23,9 +29,6 @@ def summary(
     quiet: bool = quiet_option(),
 ) -> None:
     """Cases, image sizes, spacings and per-class foreground/background percentages (paper Table 1)."""
-    from unifocal.data import load_dataset
-    from unifocal.data.summary import format_table, summarize
-
     with user_errors():
         try:
             ds = load_dataset(path, layout=layout, cache=False)
@@ -55,16 +58,9 @@ def duplicates(
 ) -> None:
     """Near-duplicate cases (the same scan at another crop or resolution), grouped so that splits keep a
     group in one fold. With -o, writes FOLDER/duplicates.json, which the split step reads."""
-    from unifocal.data import load_dataset
-    from unifocal.data.duplicates import DEFAULT_THRESHOLD, DUPLICATES_FILE, find_duplicates, save_duplicates
-    from unifocal.data.splits import SPLITS_FILE
-    from unifocal.training.config import parse_key_values
-
     with user_errors():
         options = parse_key_values(dataset_option, "--dataset-option")
         if output is not None:
-            from unifocal.training.lock import refuse_run_folder
-
             refuse_run_folder(output, "duplicates folder (-o)")
         if output is not None and (output / SPLITS_FILE).is_file():
             raise ValueError(f"{output / SPLITS_FILE} exists: its folds are already made; write the duplicates "

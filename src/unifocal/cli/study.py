@@ -1,4 +1,8 @@
-"""``unifocal study``: ``compare`` (the paper's loss comparison), ``tune`` (Table 2 grids), ``report``."""
+"""``unifocal study``: ``compare`` (the paper's loss comparison), ``tune`` (Table 2 grids), ``report``.
+
+The commands reach the study stage through the package :mod:`unifocal.study`, which loads its modules
+(torch, matplotlib, SciPy) on first use, not with ``unifocal --help``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from unifocal import study as stage
 from unifocal.cli._common import EXIT_FAILED, output_option, quiet_option, train_options, user_errors
+from unifocal.training.config import build_config, resolve_config
 
 study_app = typer.Typer(help="Reproduce the paper's study: compare losses, tune the Unified Focal loss, "
                              "report tables and figures.", no_args_is_help=True)
 
+
 def _base_config(config: Path | None, *, splits_dir: Path | None = None, **settings: Any) -> dict[str, Any]:
     """The configuration shared by the runs of a study (the one builder of ``unifocal train``), checked
     before anything is written."""
-    from unifocal.training.config import build_config, resolve_config
-
     cfg = build_config(config, splits_dir=splits_dir, **settings)
     if "dataset" not in cfg:
         raise ValueError("no dataset: pass --dataset PATH (or phantom2d / phantom3d) or a --config with 'dataset'")
@@ -27,23 +34,18 @@ def _base_config(config: Path | None, *, splits_dir: Path | None = None, **setti
 
 def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str | None,
              cpus_per_run: float, gpus_per_run: float, dry_run: bool, quiet: bool = False) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from unifocal.study.plan import prepare_study
-    from unifocal.study.runners import is_finished, run_study
-
     console = Console()
-    done = sum(is_finished(s.run_dir, s.config) for s in specs)
+    done = sum(stage.is_finished(s.run_dir, s.config) for s in specs)
     console.print(f"[bold]{len(specs)} runs[/bold] in {out} ({done} already finished), runner: {runner}")
     if dry_run:
         for s in specs:
-            console.print(f"  {'finished' if is_finished(s.run_dir, s.config) else 'to run  '}  {s.name}")
+            console.print(f"  {'finished' if stage.is_finished(s.run_dir, s.config) else 'to run  '}  {s.name}")
         return
-    prepare_study(out, specs)
-    outcomes = run_study(specs, runner, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run,
-                         gpus_per_run=gpus_per_run, progress=not quiet and runner == "local" and workers == 1,
-                         on_done=lambda o: console.print(f"  {o.status:8s} {o.name}  {o.seconds:.1f} s"))
+    stage.prepare_study(out, specs)
+    outcomes = stage.run_study(specs, runner, workers=workers, ray_address=ray_address,
+                               cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                               progress=not quiet and runner == "local" and workers == 1,
+                               on_done=lambda o: console.print(f"  {o.status:8s} {o.name}  {o.seconds:.1f} s"))
     t = Table("run", "status", "seconds")
     for o in outcomes:
         t.add_row(o.name, o.status, f"{o.seconds:.1f}")
@@ -76,17 +78,16 @@ def _plan_and_run(kind: str, selection: str, loss: str, output: Path, folds: int
                   save_predictions: bool, splits_dir: Path | None, runner: str, workers: int,
                   ray_address: str | None, cpus_per_run: float, gpus_per_run: float, dry_run: bool, quiet: bool,
                   seeds: str | None, settings: dict[str, Any]) -> None:
-    from unifocal.study.plan import compare_plan, parse_seeds, tune_plan
-
     settings = dict(settings)
     config = settings.pop("config")
     with user_errors():
         base = _base_config(config, splits_dir=splits_dir, save_predictions=save_predictions, **settings)
-        seed_list = parse_seeds(seeds)
+        seed_list = stage.parse_seeds(seeds)
         if kind == "compare":
-            specs = compare_plan(base, output, selection, n_folds=folds, folds=fold or None, seeds=seed_list)
+            specs = stage.compare_plan(base, output, selection, n_folds=folds, folds=fold or None, seeds=seed_list)
         else:
-            specs = tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss, seeds=seed_list)
+            specs = stage.tune_plan(base, output, selection, n_folds=folds, folds=fold or None, loss=loss,
+                                    seeds=seed_list)
         _execute(specs, output, runner, workers, ray_address, cpus_per_run, gpus_per_run, dry_run, quiet)
 
 
@@ -162,13 +163,12 @@ def report(
     """Tables (Markdown, CSV, LaTeX), Wilcoxon tests and figures from the finished runs only.
 
     Options not given come from RUNS_DIR/report.yaml when the study folder has one."""
-    from unifocal.study.report import make_report
-
     with user_errors():
-        rep = make_report(runs_dir, output, unit=unit, reference=reference, include_background=include_background,
-                          figures=figures, overlays=overlays, case_id=case, lambda_axis=lambda_axis,
-                          formats=tuple(fmt) if fmt else None, paper=paper, data_root=data_root,
-                          complete_folds=complete_folds, duplicates=duplicates)
+        rep = stage.make_report(runs_dir, output, unit=unit, reference=reference,
+                                include_background=include_background, figures=figures, overlays=overlays,
+                                case_id=case, lambda_axis=lambda_axis, formats=tuple(fmt) if fmt else None,
+                                paper=paper, data_root=data_root, complete_folds=complete_folds,
+                                duplicates=duplicates)
     typer.echo(rep.table.to_markdown())
     for n in rep.notes:
         typer.echo(f"note: {n}")

@@ -8,6 +8,7 @@ The public API (see ``docs/architecture.md`` and ``docs/data.md``)::
     for case in make_eval_loader(ds, folds[0]["val"]): ...
 """
 
+import importlib
 from typing import Any
 
 from unifocal.data.cache import default_cache_dir
@@ -31,8 +32,6 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

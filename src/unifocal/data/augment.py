@@ -13,6 +13,10 @@ with MONAI's ``create_grid`` / ``create_rotate`` / ``create_scale`` and applied 
 ``Resample``; the elastic field is batchgenerators' (uniform noise smoothed by a Gaussian of
 ``sigma``, times ``alpha``), computed with :func:`scipy.ndimage.gaussian_filter`.
 Mirroring is MONAI ``RandFlipd`` and gamma MONAI ``RandAdjustContrastd`` (statistics retained).
+
+MONAI is imported inside the functions that use it, on the first augmentation: importing it takes about
+as long as torch, and the loaders (hence the training loop) are also imported where nothing is augmented
+(a run with ``augment: false``, a study's check for finished runs).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 AUGMENT_DEFAULTS: dict[str, Any] = {
     "p_scale": 0.2, "scale_range": 0.15,          # isotropic zoom factor 1 ± 0.15
@@ -66,9 +71,7 @@ class RandSpatiald:
         return self
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        from monai.transforms import Resample
-        from monai.transforms.utils import create_grid, create_rotate, create_scale
-        from scipy.ndimage import gaussian_filter
+        from monai.transforms import Resample, create_grid, create_rotate, create_scale
 
         do_scale = self.R.uniform() < self.p_scale
         do_rot = self.R.uniform() < self.p_rotate

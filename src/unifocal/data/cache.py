@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,6 @@ class CaseCache:
         The cache is shared by concurrent processes, so only old temporary files are removed (a live
         writer finishes a case in seconds). Returns how many were removed.
         """
-        import time
-
         n = 0
         if not self.root.is_dir():
             return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from unifocal.data.cache import CaseCache, default_cache_dir, hash_key
 from unifocal.data.case import Case
@@ -154,8 +155,6 @@ class SegmentationDataset:
         """Preprocess and cache ``ids`` (default all) ahead of training."""
         it = ids if ids is not None else self.ids
         if progress:
-            from tqdm import tqdm
-
             it = tqdm(it, desc=f"preprocess {self.name}")
         for cid in it:
             self[cid]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from unifocal._atomic import atomic_write
 
@@ -155,8 +156,6 @@ def find_duplicates(dataset: Any, threshold: float = DEFAULT_THRESHOLD, size: in
     ids = list(dataset.ids)
     it: Iterable[str] = ids
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(ids, desc="thumbnails")
     thumbs = []
     for cid in it:

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from unifocal.data.case import Case
 from unifocal.data.dataset import SegmentationDataset
+from unifocal.data.preprocessing import make_preprocessing
 
 PHANTOM_DEFAULTS: dict[str, dict[str, Any]] = {
     "phantom2d": {"n_cases": 24, "size": 64, "num_classes": 2, "seed": 0, "max_lesions": 2,
@@ -103,7 +104,6 @@ class PhantomDataset(SegmentationDataset):
                  class_names: list[str] | None = None, **params: Any):
         if name not in PHANTOM_DEFAULTS:
             raise ValueError(f"unknown phantom {name!r}; use one of {sorted(PHANTOM_DEFAULTS)}")
-        from unifocal.data.preprocessing import make_preprocessing
 
         cfg = dict(PHANTOM_DEFAULTS[name])
         for k, v in {"n_cases": n_cases, "size": size, "num_classes": num_classes, "seed": seed}.items():

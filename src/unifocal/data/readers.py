@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from unifocal._atomic import atomic_write
-from unifocal.data.cache import file_signature, hash_key
+from unifocal.data.cache import default_cache_dir, file_signature, hash_key
 from unifocal.data.case import Case
 from unifocal.data.dataset import SegmentationDataset
 from unifocal.data.io import check_finite, is_nifti, read_nifti, read_png, strip_nifti_suffix
@@ -264,8 +265,6 @@ def check_label_sets(values: dict[str, list[int]], declared: list[int] | None, s
 
 def _nifti_channels(paths: list[Path]) -> int:
     """Channels of a one-file-per-case MSD image set (4D: channels last), read from the headers."""
-    import nibabel as nib
-
     counts: dict[Path, int] = {}
     for p in paths:
         try:
@@ -682,7 +681,6 @@ def load_dataset(path_or_name: str | Path, layout: str | None = None, **options:
     if unknown:
         allowed = [k for k in sig if k != "root" and not k.startswith("_")]
         raise TypeError(f"layout {layout!r} takes no option(s) {unknown}; its options: {allowed}")
-    from unifocal.data.cache import default_cache_dir
 
     cache_root = Path(common.get("cache_dir") or default_cache_dir()) if common.get("cache", True) else None
     if "_cache_dir" in sig:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from unifocal.data.dataset import SegmentationDataset
 
@@ -35,8 +36,6 @@ def summarize(dataset: SegmentationDataset, ids: Sequence[str] | None = None, *,
     shapes, spacings, fractions, counts = [], [], [], np.zeros(k, dtype=np.int64)
     it = ids
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(ids, desc="summary")
     per_case = {}
     for cid in it:

@@ -49,19 +49,22 @@ class MonaiNet(nn.Module):
         return out
 
 
-def _monai_classes() -> dict[str, type]:
+def _monai_networks() -> dict[str, type]:
+    """MONAI's network classes by name. MONAI is imported here, on first use: it takes seconds to import,
+    and only a MONAI network (not the paper's U-Nets) needs it."""
     import monai.networks.nets as nets
 
-    return {k.lower(): getattr(nets, k) for k in dir(nets)
+    return {k: getattr(nets, k) for k in dir(nets)
             if isinstance(getattr(nets, k), type) and issubclass(getattr(nets, k), nn.Module)}
+
+
+def _monai_classes() -> dict[str, type]:
+    return {k.lower(): cls for k, cls in _monai_networks().items()}
 
 
 def available_models() -> list[str]:
     """The paper's U-Nets, then the MONAI network names accepted by :func:`get_model`."""
-    import monai.networks.nets as nets
-
-    monai_names = sorted({k for k in dir(nets) if isinstance(getattr(nets, k), type)
-                          and issubclass(getattr(nets, k), nn.Module) and "unet" in k.lower()})
+    monai_names = sorted({k for k in _monai_networks() if "unet" in k.lower()})
     return [*_OWN, *monai_names]
 
 

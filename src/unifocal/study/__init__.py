@@ -4,7 +4,7 @@ See ``docs/study.md``. Plan (:func:`compare_plan`, :func:`tune_plan`), prepare (
 run (:func:`run_local`, :func:`run_ray`), report (:func:`make_report`).
 
 Names are imported lazily, so that worker processes which only need the planner and the runner do not
-pay for matplotlib or scipy.
+pay for matplotlib or scipy.stats, and ``unifocal --help`` not for torch.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["PAPER_SETTINGS", "TABLE2_GRIDS", "RunSpec", "arm_name", "compare_plan", "parse_grid", "parse_losses", "prepare_study",
-                     "table2_lambda", "tune_plan"], "plan"),
+    **dict.fromkeys(["PAPER_SETTINGS", "TABLE2_GRIDS", "RunSpec", "arm_name", "compare_plan", "parse_grid",
+                     "parse_losses", "parse_seeds", "prepare_study", "table2_lambda", "tune_plan"], "plan"),
     **dict.fromkeys(["Report", "make_report"], "report"),
     **dict.fromkeys(["Arm", "RunResult", "aggregate", "collect_runs", "group_arms", "paired_wilcoxon"],
                     "results"),

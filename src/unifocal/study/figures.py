@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import nibabel as nib
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 from unifocal._atomic import atomic_write
 from unifocal.study.plan import table2_lambda
@@ -391,14 +393,11 @@ def read_prediction(path: str | Path, num_classes: int) -> np.ndarray:
     """Label map of a saved prediction (PNG grey level ``class * (255 // (K-1))``, or NIfTI labels)."""
     path = Path(path)
     if path.suffix == ".png":
-        from PIL import Image
-
         arr = np.asarray(Image.open(path))
         if arr.ndim == 3:
             arr = arr[..., 0]
         scale = 255 // max(num_classes - 1, 1)
         return np.rint(arr.astype(np.float64) / scale).astype(np.int64)
-    import nibabel as nib
 
     return np.asarray(nib.load(str(path)).dataobj).astype(np.int64)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scipy import stats
+
 from unifocal.study.plan import PAPER_SETTINGS, arm_name
 from unifocal.study.results import METRICS, Arm
 from unifocal.study.tables import ResultTable
@@ -190,8 +192,6 @@ def paper_comparison(result: ResultTable, arms: dict[str, Arm], key: str) -> tup
     Returns:
         ``(markdown, {arm: paper row or None})``.
     """
-    from scipy import stats
-
     table = paper_table(key)
     matched = {r: _match(table, arms[r].loss, arms[r].params) for r in result.rows}
     ncls = min(len(result.classes), len(table.classes))

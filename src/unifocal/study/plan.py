@@ -29,8 +29,10 @@ from typing import Any
 import yaml
 
 from unifocal._atomic import atomic_write_text
+from unifocal.data import get_splits
 from unifocal.losses import get_loss
 from unifocal.losses.constants import PAPER_LOSSES
+from unifocal.training.config import TrainConfig, not_guarded, open_dataset
 
 __all__ = [
     "PAPER_SETTINGS",
@@ -410,8 +412,6 @@ def _not_shared() -> tuple[str, ...]:
     """The per-run keys (loss, fold and seed: the seeds are replicates), and those that do not change
     what a run computes (a study can be continued under other stopping limits:
     ``unifocal.training.loop.continues_finished_run``)."""
-    from unifocal.training.config import not_guarded  # imported here: the training package is heavy
-
     return ("loss", "fold", "seed", "splits_dir", *not_guarded())
 
 
@@ -431,8 +431,6 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def _study_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Keys whose values differ; a key missing from ``old`` (recorded before the key existed) matches
     its default value."""
-    from unifocal.training.config import TrainConfig
-
     defaults = TrainConfig().to_dict()
     out = []
     for k in sorted(set(old) | set(new)):
@@ -481,15 +479,12 @@ def prepare_study(root: str | Path, specs: Sequence[RunSpec], *, write_splits: b
                              "use another output folder")
     dataset = None
     if write_splits:  # opened before anything is written: a missing dataset leaves no study folder
-        from unifocal.training.config import open_dataset
-
         dataset = open_dataset(specs[0].config["dataset"])
     root.mkdir(parents=True, exist_ok=True)
     if not recorded:
         atomic_write_text(f, yaml.safe_dump(json.loads(json.dumps(shared)), sort_keys=True))
     if dataset is None:
         return None
-    from unifocal.data import get_splits
 
     cfg0 = specs[0].config
     splits_dir = Path(cfg0.get("splits_dir") or root)

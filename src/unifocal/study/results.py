@@ -34,6 +34,8 @@ import numpy as np
 from scipy import stats
 
 from unifocal.metrics import METRICS, MeanCI, mean_ci
+from unifocal.study.plan import PAPER_SETTINGS, arm_name
+from unifocal.training.config import read_yaml_mapping
 
 __all__ = [
     "METRICS",
@@ -79,8 +81,6 @@ class RunResult:
     @property
     def arm(self) -> str:
         """Arm name (loss + parameters), as :func:`unifocal.study.plan.arm_name`."""
-        from unifocal.study.plan import arm_name
-
         return arm_name(self.loss, self.params)
 
 
@@ -202,8 +202,6 @@ def collect_runs(root: str | Path) -> list[RunResult]:
         ValueError: if ``root`` is not a folder, a ``summary.json`` is unreadable, or a finished run lacks
             its ``config.yaml`` or ``metrics_per_case.csv`` or holds an unreadable one (each named).
     """
-    from unifocal.training.config import read_yaml_mapping
-
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"runs folder {root} does not exist")
@@ -326,7 +324,6 @@ def pick_reference(arms: dict[str, Arm], reference: str | None = None) -> str | 
         if not cands:
             raise ValueError(f"reference {reference!r} is neither an arm nor a loss of {sorted(arms)}")
         return cands[0]
-    from unifocal.study.plan import PAPER_SETTINGS
 
     def distance(name: str) -> float:
         p = arms[name].params

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from unifocal import training
 from unifocal.study.plan import RunSpec
 
 __all__ = ["RunOutcome", "is_finished", "run_local", "run_ray", "run_study"]
@@ -59,9 +62,7 @@ def is_finished(run_dir: str | Path, config: dict[str, Any] | None = None) -> bo
     except (json.JSONDecodeError, OSError):
         return False
     if finished and config is not None:
-        from unifocal.training.loop import continues_finished_run
-
-        return not continues_finished_run(run_dir, config)
+        return not training.continues_finished_run(run_dir, config)
     return finished
 
 
@@ -76,8 +77,6 @@ def _resolve(train_fn: str | Callable[..., Any]) -> Callable[..., Any]:
 
 def _limit_threads(threads: int) -> None:
     """Cap torch's intra-op threads in a worker (via the environment when torch is not imported yet)."""
-    import sys
-
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     else:
@@ -92,8 +91,6 @@ def _watch_parent(parent_pid: int, interval_s: float = 1.0) -> None:
     (each holding a model in memory); this daemon thread ends them within ``interval_s``. The run
     they were training resumes from its last checkpoint when the study is run again.
     """
-    import threading
-
     def watch() -> None:
         while True:
             time.sleep(interval_s)

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 __all__ = [
     "VERDICTS",
@@ -79,12 +80,10 @@ def mean_ranks(blocks: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
         blocks: ``(n_blocks, k)`` values, one row per block (network), one column per loss.
         higher_is_better: rank the highest value first (DSC).
     """
-    from scipy.stats import rankdata
-
     x = np.asarray(blocks, dtype=float)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"mean_ranks: expected (n_blocks >= 1, k) values, got shape {x.shape}")
-    return rankdata(-x if higher_is_better else x, axis=1).mean(axis=0)
+    return stats.rankdata(-x if higher_is_better else x, axis=1).mean(axis=0)
 
 
 def friedman(blocks: np.ndarray) -> tuple[float, float]:
@@ -94,12 +93,10 @@ def friedman(blocks: np.ndarray) -> tuple[float, float]:
     Raises:
         ValueError: fewer than 3 losses or 2 blocks.
     """
-    from scipy.stats import friedmanchisquare
-
     x = np.asarray(blocks, dtype=float)
     if x.ndim != 2 or x.shape[1] < 3 or x.shape[0] < 2:
         raise ValueError(f"the Friedman test needs >= 3 losses and >= 2 blocks, got shape {x.shape}")
-    res = friedmanchisquare(*x.T)
+    res = stats.friedmanchisquare(*x.T)
     return float(res.statistic), float(res.pvalue)
 
 
@@ -107,11 +104,9 @@ def nemenyi_q(k: int, alpha: float = 0.05) -> float:
     """The Nemenyi test's critical value ``q_alpha`` for ``k`` losses: the studentized range quantile
     (infinite degrees of freedom) over sqrt(2) (Demšar 2006, Table 5a: 2.343 for k = 3 ... 3.164 for
     k = 10 at alpha = 0.05)."""
-    from scipy.stats import studentized_range
-
     if k < 2:
         raise ValueError(f"the Nemenyi test needs >= 2 losses, got {k}")
-    return float(studentized_range.ppf(1.0 - alpha, k, np.inf) / math.sqrt(2.0))
+    return float(stats.studentized_range.ppf(1.0 - alpha, k, np.inf) / math.sqrt(2.0))
 
 
 def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
@@ -239,17 +234,15 @@ def power(delta: float, sd_fold: float, sd_seed: float, folds: int, seeds: int =
     Raises:
         ValueError: fewer than 2 folds, or no seed.
     """
-    from scipy.stats import nct, t
-
     if folds < 2 or seeds < 1:
         raise ValueError(f"power needs >= 2 folds and >= 1 seed, got {folds} folds, {seeds} seeds")
     se = math.sqrt(sd_fold**2 / folds + 2.0 * sd_seed**2 / (folds * seeds))
     if se == 0:
         return 1.0 if delta != 0 else alpha
     df = folds - 1
-    crit = float(t.ppf(1.0 - alpha / 2.0, df))
+    crit = float(stats.t.ppf(1.0 - alpha / 2.0, df))
     nc = abs(delta) / se
-    return float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
 
 
 def networks_needed(delta: float, sd_fold: float, sd_seed: float, target: float = 0.8, alpha: float = 0.05,

@@ -10,6 +10,7 @@ Beyond the paper: p-values of the paired Wilcoxon signed-rank test per case agai
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from unifocal._atomic import atomic_write_text
 from unifocal.losses.constants import PAPER_LOSSES
@@ -163,8 +165,6 @@ class ResultTable:
 
     def to_html(self) -> str:
         """HTML ``<table>`` (best per column in ``<b>``) with the caption."""
-        import html
-
         h = self._headers()
         out = ["<table>", "<caption>" + html.escape(self.caption()) + "</caption>",
                "<thead><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in h) + "</tr></thead>", "<tbody>"]
@@ -302,7 +302,6 @@ def per_fold_markdown(arms: dict[str, Arm], table: ResultTable, metric: str = "d
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    from scipy.stats import rankdata
 
     folds = sorted(set().union(*(set(arms[r].runs) for r in table.rows)))
     ref = table.reference

@@ -14,12 +14,13 @@ from unifocal.training.config import SCHEMES, TrainConfig, resolve_config
 _LAZY = {
     "predict_logits": "inference", "predict_probabilities": "inference", "save_prediction": "inference",
     "select_device": "inference", "NonFiniteLossError": "loop", "build_run": "loop",
-    "train_and_evaluate": "loop", "evaluate_run": "predict", "load_model": "predict", "predict_files": "predict",
+    "continues_finished_run": "loop", "train_and_evaluate": "loop", "evaluate_run": "predict",
+    "load_model": "predict", "predict_files": "predict",
 }
 
-__all__ = ["SCHEMES", "NonFiniteLossError", "TrainConfig", "build_run", "evaluate_run", "load_model",
-           "predict_files", "predict_logits", "predict_probabilities", "resolve_config", "save_prediction",
-           "select_device", "train_and_evaluate"]
+__all__ = ["SCHEMES", "NonFiniteLossError", "TrainConfig", "build_run", "continues_finished_run", "evaluate_run",
+           "load_model", "predict_files", "predict_logits", "predict_probabilities", "resolve_config",
+           "save_prediction", "select_device", "train_and_evaluate"]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,15 +22,21 @@
 from __future__ import annotations
 
 import functools
+import gzip
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+
+from unifocal._atomic import atomic_write
 
 __all__ = ["cpu_supports_bf16", "effective_amp", "predict_logits", "predict_probabilities", "probs_to_labels",
            "save_prediction", "select_device"]
@@ -192,13 +198,6 @@ def save_prediction(out_dir: str | Path, case_id: str, labels: np.ndarray, *, nu
         probs: ``(K, *spatial)`` probabilities to save beside the labels, or ``None``.
         fmt: ``"png"``, ``"nifti"`` or ``"auto"`` (PNG for 2D, NIfTI for 3D).
     """
-    import gzip
-    import io
-
-    import nibabel as nib
-
-    from unifocal._atomic import atomic_write
-
     out_dir = Path(out_dir)
     if fmt == "auto":
         fmt = "png" if labels.ndim == 2 else "nifti"
@@ -211,8 +210,6 @@ def save_prediction(out_dir: str | Path, case_id: str, labels: np.ndarray, *, nu
         return gzip.compress(nib.Nifti1Image(arr, aff).to_bytes(), compresslevel=6, mtime=0)
 
     if fmt == "png":
-        from PIL import Image
-
         scale = 255 // max(num_classes - 1, 1)
         path = out_dir / f"{case_id}.png"
         buf = io.BytesIO()

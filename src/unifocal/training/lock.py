@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -106,8 +107,6 @@ def refuse_run_folder(path: str | Path, what: str = "output folder") -> None:
 
 def _lock_is_held(lock_file: Path) -> bool:
     """Whether a live process holds ``lock_file`` (a shared lock cannot be taken; nothing is created)."""
-    import fcntl
-
     try:
         fd = os.open(lock_file, os.O_RDONLY)
     except OSError:
@@ -171,8 +170,6 @@ def run_lock(run_dir: str | Path, *, clean: bool = True) -> Iterator[Path]:
     Raises:
         ValueError: another live process holds the lock (its pid is named), or ``run_dir`` is a file.
     """
-    import fcntl
-
     run_dir = check_output_dir(run_dir, "run folder")
     lock_file = run_dir / LOCK_NAME
     for _ in range(50):

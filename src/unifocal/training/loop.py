@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -312,13 +313,9 @@ def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
 
 def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
     """Training / validation loss (left axis) and validation DSC (right axis) per epoch, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ep = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)  # no pyplot: no GUI backend, nothing global to close
+    ax = fig.subplots()
     ax.plot(ep, [r["train_loss"] for r in history], label="train loss")
     ax.plot(ep, [r["val_loss"] for r in history], label="validation loss")
     ax.set_xlabel("epoch")
@@ -333,7 +330,6 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
 
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
