@@ -81,18 +81,22 @@ def test_version_everywhere():
     assert r.returncode == 0 and r.stdout.strip() == f"unifocal {dist}"
 
 
-def test_metadata_core_is_torch_and_numpy_with_lower_bounds_only():
+def test_metadata_frameworks_are_extras_with_lower_bounds_only():
     tomllib = pytest.importorskip("tomllib")
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert meta["requires-python"] == ">=3.10"
-    assert sorted(d.split(">=")[0] for d in meta["dependencies"]) == ["numpy", "torch"]
+    extras = meta["optional-dependencies"]
+    assert [d.split(">=")[0] for d in meta["dependencies"]] == ["numpy"]  # no framework in the core
+    assert extras["torch"] == ["torch>=2.13"] and extras["keras"] == ["keras>=3.6"]  # keras brings no torch
+    for needs_torch in ("pipeline", "nnunet", "torchmetrics"):
+        assert "unifocal[torch]" in extras[needs_torch], needs_torch
     every = list(meta["dependencies"]) + [d for ds in meta["optional-dependencies"].values() for d in ds]
     assert not [d for d in every if "==" in d or "<" in d], "metadata states lower bounds only"
     assert {"pipeline", "ray", "dev", "all", "nnunet", "torchmetrics"} <= set(meta["optional-dependencies"])
     # CI's core step installs constraints/oldest.txt: the lower bounds themselves
     pins = dict(line.split("==") for line in (ROOT / "constraints" / "oldest.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
-    for dep in meta["dependencies"]:
+    for dep in [*meta["dependencies"], *extras["torch"]]:
         name, low = dep.split(">=")
         assert pins[name].startswith(low), f"constraints/oldest.txt pins {name}=={pins[name]}, the bound is >={low}"
     assert (ROOT / "src" / "unifocal" / "py.typed").is_file()

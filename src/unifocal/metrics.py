@@ -24,7 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError as _exc:  # one line that says what to install
+    if _exc.name != "torch":
+        raise
+    raise ModuleNotFoundError('unifocal.metrics needs PyTorch: pip install "unifocal[torch]"', name="torch") from None
 
 __all__ = ["METRICS", "MeanCI", "case_metrics", "confusion_counts", "hard_prediction", "mean_ci",
            "scores_from_counts"]

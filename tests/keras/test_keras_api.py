@@ -1,23 +1,24 @@
-"""The Keras conventions of :mod:`unifocal.keras`: same names and defaults as the torch losses,
-serialisation, clear errors (including a class axis read in the wrong layout), finite values and
+"""The Keras conventions of :mod:`unifocal.keras`: the names and defaults of the framework-neutral
+description (:mod:`unifocal.spec`, shared with the torch losses), serialisation, clear errors (including a class axis read in the wrong layout), finite values and
 gradients in the hard cases, mixed precision, and traced (compiled) execution.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 
 import keras
 import numpy as np
 import pytest
-import torch
 
 import unifocal.keras as K
-import unifocal.losses as L
 from tests.keras._backend import BACKEND, value_and_grad
+from unifocal import spec
 
-NAMES = L.available_losses()
+NAMES = spec.available_losses()
 KERAS_ONLY = {"self", "reduction", "name", "dtype", "common"}
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def _probs(shape, seed=0, axis=-1):
@@ -32,21 +33,63 @@ def _labels(shape, k, seed=1):
 
 # --- names, parameters, defaults -----------------------------------------------------------------
 
-def test_same_losses_as_torch():
+def test_same_losses_as_the_description():
     assert K.available_losses() == NAMES
     for name in NAMES:
         assert callable(getattr(K, f"{name}_loss")), name
+        assert type(K.get_loss(name)).__name__ == spec.LOSSES[name].class_name
+        assert getattr(K, spec.LOSSES[name].class_name) is type(K.get_loss(name))
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="compares with the torch losses")
+def test_same_losses_as_torch():
+    import unifocal.losses as L
+
+    for name in NAMES:
         assert type(K.get_loss(name)).__name__ == type(L.get_loss(name)).__name__
+        assert L.loss_defaults(name) == spec.loss_defaults(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_same_parameters_and_defaults_as_torch(name):
-    sig = inspect.signature(type(K.get_loss(name)).__init__)
+def test_same_parameters_and_defaults_as_the_description(name):
+    """The signatures (classes and functions) list every keyword with the description's defaults."""
+    sig = inspect.signature(type(K.get_loss(name)))
     ours = {p.name: p.default for p in sig.parameters.values()
             if p.name not in KERAS_ONLY and p.kind is p.POSITIONAL_OR_KEYWORD}
-    assert ours == L.loss_defaults(name)
-    fsig = inspect.signature(getattr(K, f"{name}_loss").__wrapped_core__)
-    assert {p.name: p.default for p in list(fsig.parameters.values())[1:]} == L.loss_defaults(name)
+    assert ours == spec.loss_defaults(name)
+    common = {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+    assert common == K.losses.COMMON_DEFAULTS and {"from_logits", "ignore_index", "smooth"} <= set(common)
+    assert sig.parameters["reduction"].default == "sum_over_batch_size"
+    fsig = inspect.signature(getattr(K, f"{name}_loss"))
+    assert list(fsig.parameters)[:2] == ["y_true", "y_pred"]
+    assert {p.name: p.default for p in list(fsig.parameters.values())[2:]
+            if p.kind is p.POSITIONAL_OR_KEYWORD} == spec.loss_defaults(name)
+    assert spec.LOSSES[name].summary in type(K.get_loss(name)).__doc__
+    loss = K.get_loss(name)
+    for k, v in spec.loss_defaults(name).items():  # settings as attributes, as the torch modules
+        assert getattr(loss, k) == v
+
+
+def test_keras_needs_no_torch():
+    """unifocal.keras (and the description it shares with the torch losses) imports no torch."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.environ['KERAS_BACKEND'] = 'jax'; import unifocal.keras, unifocal.spec; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_keyword_is_a_type_error(name):
+    y_true, y_pred = _labels((2, 6, 5), 3), _probs((2, 6, 5, 3))
+    for call in (lambda: K.get_loss(name, not_a_setting=1), lambda: type(K.get_loss(name))(not_a_setting=1),
+                 lambda: getattr(K, f"{name}_loss")(y_true, y_pred, not_a_setting=1)):
+        with pytest.raises(TypeError, match="not_a_setting") as info:
+            call()
+        assert isinstance(info.value, spec.UnknownArgumentError)
+    with pytest.raises(TypeError, match="from_logits"):
+        K.get_loss(name, input="logits")
 
 
 def test_get_loss_names_as_torch():
@@ -182,9 +225,14 @@ def test_ignore_index_one_channel_sigmoid_3d():
     y_ignored = y.copy()
     y_ignored[:, 0] = 255
     loss = K.UnifiedFocalLoss(from_logits=True, ignore_index=255)
-    ref = L.unified_focal_loss(torch.tensor(np.moveaxis(z, -1, 1)), torch.tensor(y_ignored[..., 0]).long(),
-                               ignore_index=255)
-    assert float(loss(y_ignored, z)) == pytest.approx(float(ref), rel=1e-5)
+    if HAS_TORCH:
+        import torch
+
+        import unifocal.losses as L
+
+        ref = L.unified_focal_loss(torch.tensor(np.moveaxis(z, -1, 1)), torch.tensor(y_ignored[..., 0]).long(),
+                                   ignore_index=255)
+        assert float(loss(y_ignored, z)) == pytest.approx(float(ref), rel=1e-5)
     # the ignored slice takes no part: the same as the loss on the remaining slices
     kept = float(K.UnifiedFocalLoss(from_logits=True)(y[:, 1:], z[:, 1:]))
     assert float(loss(y_ignored, z)) == pytest.approx(kept, rel=1e-5)
@@ -245,6 +293,7 @@ def test_cross_entropy_equals_keras_own():
     assert ours == pytest.approx(float(keras.losses.CategoricalCrossentropy()(np.eye(3)[y], p)), rel=1e-5)
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="the rest of unifocal needs torch")
 def test_nothing_else_imports_keras():
     import subprocess
     import sys

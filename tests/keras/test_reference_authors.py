@@ -14,12 +14,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import unifocal.keras as K
-import unifocal.losses as L
+from tests.authors_reference import _load, _records
 from tests.keras._backend import value_and_grad
-from tests.losses.test_reference_authors import _load, _ours, _records
 
 
 def authors_to_unifocal(function: str, kw: dict, n_classes: int) -> tuple[str, dict, bool]:
@@ -83,6 +81,10 @@ def test_matches_authors_keras(record):
 
 def test_mapping_is_the_torch_tests_mapping():
     """Our (name, parameters) table gives exactly the torch tests' values on every record."""
+    torch = pytest.importorskip("torch")
+    import unifocal.losses as L
+    from tests.losses.test_reference_authors import _ours
+
     meta, arrays = _load()
     for rec in meta["records"]:
         y_true = torch.from_numpy(np.moveaxis(arrays[f"{rec['case']}__y_true"], -1, 1)).double()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-import unifocal.keras as K
-import unifocal.losses as L
-from tests.keras._backend import value_and_grad
+torch = pytest.importorskip("torch", reason="compares with the torch losses")
+
+import unifocal.keras as K  # noqa: E402
+import unifocal.losses as L  # noqa: E402
+from tests.keras._backend import value_and_grad  # noqa: E402
 
 RTOL = 1e-10
 

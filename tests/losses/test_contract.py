@@ -11,6 +11,8 @@ import torch
 import unifocal.losses as L
 from unifocal.losses import available_losses, get_loss, loss_defaults
 from unifocal.losses.registry import LOSSES
+from unifocal.spec import COMMON_DEFAULTS, UnknownArgumentError
+from unifocal.spec import LOSSES as SPECS
 
 NAMES = available_losses()
 # values tried for every parameter of every loss: each is accepted or refused by the function, and
@@ -50,7 +52,15 @@ def test_function_and_module_have_one_signature(name):
     msig = inspect.signature(cls)
     assert list(fsig.parameters)[:2] == ["pred", "target"]  # the real public signature, not (prep, ...)
     assert list(fsig.parameters.values())[2:] == list(msig.parameters.values())
-    assert loss_defaults(name) == {p.name: p.default for p in list(fsig.parameters.values())[2:-1]}
+    own = [p for p in list(fsig.parameters.values())[2:] if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert loss_defaults(name) == {p.name: p.default for p in own} == SPECS[name].defaults
+    # every common keyword is in the signature, keyword-only, with its default (help() and IDEs show them)
+    common = {p.name: p.default for p in fsig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert common == {**COMMON_DEFAULTS, "softmax": None, "sigmoid": None, "to_onehot_y": None}
+    assert {"reduction", "ignore_index", "include_background", "softmax"} <= set(msig.parameters)
+    # the class docstring states the equation, the arguments and an example
+    assert SPECS[name].summary in cls.__doc__
+    assert "Args:" in cls.__doc__ and "Example:" in cls.__doc__
     assert fn is getattr(L, f"{name}_loss") and cls is type(get_loss(name))
     module = cls()
     for k, v in loss_defaults(name).items():  # settings are attributes, with the function's defaults
@@ -109,8 +119,26 @@ def test_positional_parameters_and_errors():
         L.unified_focal_loss(x, y, 0.7, 0.3, 0.4, 0.1)
     with pytest.raises(TypeError, match="multiple values"):
         L.UnifiedFocalLoss(0.7, delta=0.6)
-    with pytest.raises(ValueError, match="did you mean 'reduction'"):
+    with pytest.raises(TypeError, match="did you mean 'reduction'"):
         L.dice_loss(x, y, reductoin="sum")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_keyword_is_a_type_error_everywhere(name):
+    """As Python, kornia, MONAI and smp: TypeError (UnknownArgumentError, also a ValueError for old callers)."""
+    x, y = _data()
+    calls = [lambda: LOSSES[name](not_a_setting=1), lambda: LOSSES[name].functional(x, y, not_a_setting=1),
+             lambda: get_loss(name, not_a_setting=1)]
+    for call in calls:
+        with pytest.raises(TypeError, match="not_a_setting") as info:
+            call()
+        assert isinstance(info.value, UnknownArgumentError) and isinstance(info.value, ValueError)
+
+
+def test_monai_names_of_the_unified_focal_loss_point_to_the_monai_constructor():
+    with pytest.raises(TypeError, match=r"unifocal\.losses\.monai\.AsymmetricUnifiedFocalLoss") as info:
+        L.UnifiedFocalLoss(weight=0.5, num_classes=2)
+    assert "rare_classes" not in str(info.value).split("Accepted")[0]  # no misleading 'did you mean'
 
 
 def test_class_tree_says_is_a_not_code_reuse():

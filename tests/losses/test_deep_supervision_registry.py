@@ -70,7 +70,7 @@ def test_registry_names_and_defaults():
 def test_registry_errors_list_close_matches():
     with pytest.raises(ValueError, match="did you mean unified_focal"):
         get_loss("unified_focl")
-    with pytest.raises(ValueError, match="did you mean delta"):
+    with pytest.raises(TypeError, match="did you mean 'delta'"):
         get_loss("unified_focal", deltaa=0.5)
-    with pytest.raises(ValueError, match="did you mean lambda_"):
+    with pytest.raises(TypeError, match="did you mean 'lambda_'"):
         get_loss("unified_focal", lambda_x=0.5)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unifocal.losses._core import Tversky, check_common, distribution_terms, evaluate, prepare, region_terms
+from unifocal.losses._core import evaluate, prepare
 from unifocal.losses._fused import fused_loss
+from unifocal.spec import Tversky, check_common, distribution_terms, region_terms
 
 
 def _custom(tp, fp, fn):

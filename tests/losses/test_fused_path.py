@@ -7,7 +7,8 @@ import torch
 
 from unifocal.losses import available_losses, get_loss
 from unifocal.losses._base import describe
-from unifocal.losses._core import check_common, evaluate, prepare, reduce
+from unifocal.losses._core import evaluate, prepare, reduce
+from unifocal.spec import check_common
 
 
 def _autograd(loss, x, y):

@@ -152,3 +152,76 @@ def test_dynunet_stacked_deep_supervision_output():
     assert float(ds(single, y)) == pytest.approx(float(L.unified_focal_loss(single, y)), rel=1e-7)
     with pytest.raises(ValueError, match="stacked"):
         L.DeepSupervisionLoss(L.DiceLoss(), stacked="yes")
+
+
+# --- MONAI's names mean MONAI's losses: sigmoid=True on multi-hot targets ---------------------------
+
+@pytest.mark.parametrize("shape", [(2, 3, 12, 10), (2, 2, 6, 5, 4), (3, 1, 16, 16)])
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("batch", [False, True])
+def test_sigmoid_dice_and_tversky_equal_monai_on_multi_hot(shape, include_background, batch):
+    """``DiceLoss(sigmoid=True)`` / ``TverskyLoss(sigmoid=True)`` = MONAI's, MONAI's own defaults on both sides
+    (smoothing 1e-5 there, 1e-6 here: within 1e-6), and exactly with the smoothing matched."""
+    from monai.losses import DiceLoss as MonaiDiceLoss
+    from monai.losses import TverskyLoss as MonaiTverskyLoss
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64) * 2
+    g = (torch.rand(*shape, generator=gen) < 0.3).double()  # multi-hot: channels overlap
+    kw = {"include_background": include_background, "batch": batch}
+    if shape[1] == 1 and not include_background:
+        return  # MONAI warns and keeps the single channel; ours is the same problem (tested above)
+    pairs = [(L.DiceLoss(sigmoid=True, **kw), MonaiDiceLoss(sigmoid=True, **kw), 1e-6),
+             (L.DiceLoss(sigmoid=True, smooth=1e-5, **kw),
+              MonaiDiceLoss(sigmoid=True, smooth_nr=2e-5, smooth_dr=2e-5, **kw), 1e-12),
+             (L.TverskyLoss(sigmoid=True, **kw), MonaiTverskyLoss(sigmoid=True, alpha=0.3, beta=0.7, **kw), 1e-6),
+             (L.TverskyLoss(sigmoid=True, smooth=1e-5, **kw),
+              MonaiTverskyLoss(sigmoid=True, alpha=0.3, beta=0.7, smooth_nr=1e-5, smooth_dr=1e-5, **kw), 1e-12)]
+    for ours, theirs, tol in pairs:
+        assert float(ours(x, g)) == pytest.approx(float(theirs(x, g)), abs=tol, rel=tol)
+        assert float(ours(x, g.bool())) == pytest.approx(float(theirs(x, g)), abs=tol, rel=tol)  # fused path
+    # the authors' two-class convention stays under multilabel=True, and differs
+    both = float(L.DiceLoss(multilabel=True, **kw)(x, g))
+    assert abs(both - float(MonaiDiceLoss(sigmoid=True, **kw)(x, g))) > 1e-3
+
+
+def test_sigmoid_contradicting_complement_is_refused():
+    with pytest.raises(ValueError, match="complement=True contradicts sigmoid=True"):
+        L.DiceLoss(sigmoid=True, complement=True)
+    assert L.DiceLoss(sigmoid=True).complement is False and L.DiceLoss(sigmoid=True).multilabel is True
+
+
+# --- MONAI's AsymmetricUnifiedFocalLoss arguments build the equivalent loss --------------------------
+
+@pytest.mark.parametrize("w,g,d", [(0.5, 0.5, 0.7), (0.2, 0.2, 0.6), (1.0, 0.0, 0.5), (0.0, 0.75, 0.3)])
+@pytest.mark.parametrize("onehot_y", [True, False])
+def test_monai_asymmetric_unified_focal_loss_constructor(w, g, d, onehot_y):
+    from monai.losses import AsymmetricUnifiedFocalLoss as MonaiAUFL
+
+    from unifocal.losses.monai import AsymmetricUnifiedFocalLoss
+
+    gen = torch.Generator().manual_seed(11)
+    p = torch.softmax(torch.randn(3, 2, 12, 12, generator=gen, dtype=torch.float64) * 2, 1)
+    y = torch.randint(0, 2, (3, 1, 12, 12), generator=gen)
+    target = y if onehot_y else torch.cat([1 - y, y], 1).double()
+    kw = {"to_onehot_y": onehot_y, "num_classes": 2, "weight": w, "gamma": g, "delta": d}
+    ours = AsymmetricUnifiedFocalLoss(**kw)
+    assert float(ours(p, target)) == pytest.approx(float(MonaiAUFL(**kw)(p, target)), rel=1e-9)
+    assert ours.weight == w and ours.delta == d and ours.gamma == g
+    assert isinstance(ours.loss, L.UnifiedFocalLoss) and ours.loss.lambda_ == pytest.approx(w / (2 - w))
+    # MONAI's defaults are MONAI's
+    assert float(AsymmetricUnifiedFocalLoss(to_onehot_y=True)(p, y)) == pytest.approx(
+        float(MonaiAUFL(to_onehot_y=True)(p, y)), rel=1e-9)
+
+
+def test_monai_asymmetric_unified_focal_loss_errors():
+    from unifocal.losses.monai import AsymmetricUnifiedFocalLoss
+
+    with pytest.raises(ValueError, match="weight"):
+        AsymmetricUnifiedFocalLoss(weight=1.5)
+    with pytest.raises(ValueError, match="num_classes"):
+        AsymmetricUnifiedFocalLoss(num_classes=1)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        AsymmetricUnifiedFocalLoss(lambda_=0.5)
+    with pytest.raises(ValueError, match="3 channels"):
+        AsymmetricUnifiedFocalLoss(num_classes=2)(torch.rand(1, 3, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.long))

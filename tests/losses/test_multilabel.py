@@ -58,7 +58,10 @@ def test_multilabel_against_monai_sigmoid_losses():
     monai_dice = DiceLoss(sigmoid=True, smooth_nr=2 * s, smooth_dr=2 * s)
     expected = 0.5 * (monai_dice(x, g) + monai_dice(-x, 1 - g))
     assert float(L.dice_loss(x, y, multilabel=True, smooth=s)) == pytest.approx(float(expected), rel=1e-9)
-    assert float(L.dice_loss(x, y, sigmoid=True, smooth=s)) == pytest.approx(float(expected), rel=1e-9)
+    # MONAI's spelling means MONAI's loss: the region alone
+    assert float(L.dice_loss(x, y, sigmoid=True, smooth=s)) == pytest.approx(float(monai_dice(x, g)), rel=1e-9)
+    assert float(L.dice_loss(x, y, multilabel=True, complement=False, smooth=s)) == pytest.approx(
+        float(monai_dice(x, g)), rel=1e-9)
     # sigmoid focal loss (alpha=None): mean over channels and positions of (1 - p_t)^γ BCE
     ref = FocalLoss(gamma=2.0, use_softmax=False)(x, g)
     assert float(L.focal_loss(x, y, alpha=None, gamma=2.0, multilabel=True)) == pytest.approx(float(ref), rel=1e-6)

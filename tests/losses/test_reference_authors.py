@@ -9,36 +9,12 @@ positives (our ``alpha``); their Focal Tversky ``gamma`` is our exponent ``1/gam
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 import unifocal.losses as L
-
-
-def _reference_dir() -> Path:
-    """``$UNIFOCAL_REFERENCE``, else the ``reference`` folder beside ``$UNIFOCAL_DATA``."""
-    if os.environ.get("UNIFOCAL_REFERENCE"):
-        return Path(os.environ["UNIFOCAL_REFERENCE"])
-    return Path(os.environ.get("UNIFOCAL_DATA", "data")).resolve().parent / "reference"
-
-
-REF_DIR = _reference_dir() / "authors_keras"
-
-
-def _load():
-    jp = REF_DIR / "authors_keras_golden.json"
-    if not jp.is_file():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"authors' reference values missing: {jp}")
-        pytest.skip(f"authors' reference values missing: {jp}")
-    meta = json.loads(jp.read_text())
-    arrays = np.load(REF_DIR / "authors_keras_golden.npz")
-    return meta, arrays
+from tests.authors_reference import _load, _records
 
 
 def _channels_first(a: np.ndarray) -> np.ndarray:
@@ -84,17 +60,6 @@ def _ours(function: str, kw: dict, n_classes: int):
         w, d, g = kw.get("weight", 0.5), kw.get("delta", 0.6), kw.get("gamma", 0.5)
         return (lambda p, y: fn(p, y, delta=d, gamma=g, lambda_=1.0 - w, input="probs", smooth=1e-7)), 1.0
     raise KeyError(function)
-
-
-def _records():
-    try:
-        meta, _ = _load()
-    except pytest.skip.Exception:
-        return [pytest.param(None, marks=pytest.mark.skip(reason="reference missing"))]
-    except pytest.fail.Exception:
-        return [None]
-    return [pytest.param(r, id=f"{r['case']}-{r['function']}-{json.dumps(r['kwargs'], sort_keys=True)}")
-            for r in meta["records"]]
 
 
 @pytest.mark.parametrize("record", _records())

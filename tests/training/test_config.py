@@ -16,7 +16,7 @@ from .conftest import tiny_config
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"loss": {"name": "unified_focall"}}, "unified_focal"),
-    ({"loss": {"name": "unified_focal", "params": {"delt": 0.6}}}, "did you mean delta"),
+    ({"loss": {"name": "unified_focal", "params": {"delt": 0.6}}}, "did you mean 'delta'"),
     ({"loss": {"name": "unified_focal", "params": {"delta": "high"}}}, "delta"),
     ({"epochs": "ten"}, "epochs must be int"),
     ({"amp": "yes"}, "amp must be bool"),

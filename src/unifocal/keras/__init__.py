@@ -2,7 +2,8 @@
 
 Optional: ``pip install "unifocal[keras]"`` plus one backend (``jax``, ``tensorflow`` or ``torch``);
 set ``KERAS_BACKEND`` before the first ``import keras``. Nothing else in :mod:`unifocal` imports
-Keras. Written with ``keras.ops`` only; every loss agrees with its torch counterpart to float64
+Keras, and this package imports no torch (unless torch is the chosen backend): the losses are the
+framework-neutral descriptions of :mod:`unifocal.spec`, evaluated with ``keras.ops``. Every loss agrees with its torch counterpart to float64
 precision (values and gradients). See ``docs/keras.md``.
 
 Shapes (``data_format="channels_last"``, the default; ``"channels_first"`` moves the class axis to 1)
@@ -21,7 +22,7 @@ Shapes (``data_format="channels_last"``, the default; ``"channels_first"`` moves
 
 Common keyword arguments (every loss)
 -------------------------------------
-``from_logits``, ``data_format``, and as in :mod:`unifocal.losses.constants`: ``rare_classes``,
+``from_logits``, ``data_format``, and as for the torch losses (``docs/losses.md``): ``rare_classes``,
 ``background``, ``ignore_index``, ``batch``, ``smooth``, ``validate`` (``False`` skips the checks that
 read tensor values). Not ported yet: ``multilabel`` and ``include_background``. The classes also take Keras's ``reduction``
 (default ``"sum_over_batch_size"``), ``name`` and ``dtype`` (the computation dtype, default float32).
@@ -36,66 +37,5 @@ Example:
     True
 """
 
-from unifocal.keras.losses import (
-    AsymmetricFocalLoss,
-    AsymmetricFocalTverskyLoss,
-    ComboLoss,
-    CrossEntropyLoss,
-    DiceLoss,
-    FocalLoss,
-    FocalTverskyLoss,
-    HybridFocalLoss,
-    Loss,
-    SymmetricFocalLoss,
-    SymmetricFocalTverskyLoss,
-    SymmetricUnifiedFocalLoss,
-    TverskyLoss,
-    UnifiedFocalLoss,
-    asymmetric_focal_loss,
-    asymmetric_focal_tversky_loss,
-    available_losses,
-    combo_loss,
-    cross_entropy_loss,
-    dice_loss,
-    focal_loss,
-    focal_tversky_loss,
-    get_loss,
-    hybrid_focal_loss,
-    symmetric_focal_loss,
-    symmetric_focal_tversky_loss,
-    symmetric_unified_focal_loss,
-    tversky_loss,
-    unified_focal_loss,
-)
-
-__all__ = [
-    "AsymmetricFocalLoss",
-    "AsymmetricFocalTverskyLoss",
-    "ComboLoss",
-    "CrossEntropyLoss",
-    "DiceLoss",
-    "FocalLoss",
-    "FocalTverskyLoss",
-    "HybridFocalLoss",
-    "Loss",
-    "SymmetricFocalLoss",
-    "SymmetricFocalTverskyLoss",
-    "SymmetricUnifiedFocalLoss",
-    "TverskyLoss",
-    "UnifiedFocalLoss",
-    "asymmetric_focal_loss",
-    "asymmetric_focal_tversky_loss",
-    "available_losses",
-    "combo_loss",
-    "cross_entropy_loss",
-    "dice_loss",
-    "focal_loss",
-    "focal_tversky_loss",
-    "get_loss",
-    "hybrid_focal_loss",
-    "symmetric_focal_loss",
-    "symmetric_focal_tversky_loss",
-    "symmetric_unified_focal_loss",
-    "tversky_loss",
-    "unified_focal_loss",
-]
+from unifocal.keras.losses import *  # noqa: F403  (every loss, by the names of unifocal.spec.LOSSES)
+from unifocal.keras.losses import __all__  # noqa: F401

@@ -8,10 +8,10 @@ precision:
   ``[1 - p, p]``), with a one-hot target ``(B, N, K)`` (integer labels are expanded in the graph,
   where XLA fuses the expansion into the sums), a validity mask for ``ignore_index`` and the number of
   valid positions per sample.
-* a loss is described as :class:`Terms`: ``coef · D + Σ R_i(TP, FP, FN)``, one cross-entropy-type
-  term ``D`` (per position ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)``, averaged over the valid
-  positions of a sample) and Dice/Tversky-type terms of the per-class statistics.
-* :func:`evaluate` returns the per-sample loss ``(B,)``; Keras's ``reduction`` reduces it.
+* a loss is described, for both frameworks, by :mod:`unifocal.spec` (:class:`~unifocal.spec.Terms`:
+  ``coef · D + Σ_i scale_i · mean_c R_i(TP, FP, FN)``, one cross-entropy-type term ``D`` and
+  Dice/Tversky-type terms of the per-class statistics); this module evaluates that description with
+  ``keras.ops``: :func:`evaluate` returns the per-sample loss ``(B,)``, Keras's ``reduction`` reduces it.
 
 Value checks (NaN, ranges, labels, channel layout) need concrete tensors: they run in eager execution
 (the PyTorch backend, eager JAX/TensorFlow calls) and are skipped while a graph is traced
@@ -21,7 +21,7 @@ Value checks (NaN, ranges, labels, channel layout) need concrete tensors: they r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,17 +29,31 @@ import keras
 import numpy as np
 from keras import ops
 
-from unifocal.losses._core import check_common
-from unifocal.losses.constants import DEFAULT_SMOOTH, POW_FLOOR, PROB_EPS
+from unifocal.spec import (
+    COMMON_DEFAULTS as SHARED_DEFAULTS,
+)
+from unifocal.spec import (
+    POW_FLOOR,
+    PROB_EPS,
+    Classes,
+    Terms,
+    Tversky,
+    check_shared,
+    unknown_keywords,
+)
 
 DATA_FORMATS: tuple[str, ...] = ("channels_last", "channels_first")
 
 #: The common keyword arguments of every Keras loss, with their defaults (``from_logits`` and
 #: ``data_format`` replace the torch losses' ``input``; ``reduction`` is Keras's own).
+#: The shared ones take their defaults from :data:`unifocal.spec.COMMON_DEFAULTS`.
+SHARED: tuple[str, ...] = ("rare_classes", "background", "ignore_index", "batch", "smooth", "validate")
 COMMON_DEFAULTS: dict[str, Any] = {
-    "from_logits": False, "data_format": "channels_last", "rare_classes": None, "background": 0,
-    "ignore_index": None, "batch": False, "smooth": DEFAULT_SMOOTH, "validate": True,
+    "from_logits": False, "data_format": "channels_last", **{k: SHARED_DEFAULTS[k] for k in SHARED},
 }
+#: Names of the torch losses that Keras spells otherwise.
+_KERAS_HINTS = {"input": "the Keras losses take from_logits=True/False instead of input=",
+                "multilabel": "not ported to Keras yet", "include_background": "not ported to Keras yet"}
 
 #: Tolerance of probabilities / one-hot targets summing to one over the class axis (and of the layout
 #: check). Keras hands the loss float32 even for a float16 / bfloat16 model, so one tolerance that covers
@@ -47,29 +61,26 @@ COMMON_DEFAULTS: dict[str, Any] = {
 _SUM_TOL = 2e-2
 
 
-def check_common_keras(common: dict[str, Any]) -> dict[str, Any]:
+def check_common_keras(common: dict[str, Any], owner: str = "loss", params: Any = ()) -> dict[str, Any]:
     """Validate the common keyword arguments; returns them completed with defaults.
 
     The checks shared with the torch losses (``rare_classes``, ``background``, ``ignore_index``,
-    ``batch``, ``smooth``) are :func:`unifocal.losses._core.check_common` itself.
+    ``batch``, ``smooth``) are :func:`unifocal.spec.check_shared` itself.
 
     Raises:
-        ValueError: an unknown keyword or a bad value (the message names it).
+        UnknownArgumentError: an unknown keyword (a ``TypeError``; the message names it).
+        ValueError: a bad value (the message names it).
     """
     unknown = set(common) - set(COMMON_DEFAULTS)
     if unknown:
-        hint = " (the Keras losses take from_logits=True/False instead of input=)" if "input" in unknown else ""
-        raise ValueError(f"unknown keyword argument(s) {sorted(unknown)}{hint}; "
-                         f"common ones are {sorted(COMMON_DEFAULTS)}")
+        raise unknown_keywords(owner, unknown, (*params, *COMMON_DEFAULTS), _KERAS_HINTS)
     c = {**COMMON_DEFAULTS, **common}
     for key in ("from_logits", "validate"):
         if not isinstance(c[key], bool):
             raise ValueError(f"{key} must be True or False, got {c[key]!r}")
     if c["data_format"] not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {c['data_format']!r}")
-    shared = {k: c[k] for k in ("rare_classes", "background", "ignore_index", "batch", "smooth")}
-    shared = check_common(shared)
-    c.update({k: shared[k] for k in ("rare_classes", "background", "ignore_index", "batch", "smooth")})
+    check_shared(c)
     if c["rare_classes"] is not None:
         c["rare_classes"] = list(c["rare_classes"])
     return c
@@ -160,37 +171,10 @@ class Prepared:
     def const(self, values: Sequence[float]) -> Any:
         return ops.convert_to_tensor(np.asarray(values, dtype="float64"), dtype=self.x.dtype)
 
-    def roles(self) -> tuple[int, tuple[int, ...]]:
-        """``(background, rare_classes)`` checked against the number of classes."""
-        k = self.num_classes
-        bg = self.common["background"]
-        if bg >= k:
-            raise ValueError(f"background class {bg} is outside [0, {k}) for {k} classes")
-        rare = self.common["rare_classes"]
-        if rare is None:
-            rare = tuple(c for c in range(k) if c != bg)
-        elif any(r >= k for r in rare):
-            raise ValueError(f"rare_classes {list(rare)} contain a class outside [0, {k}) for {k} classes")
-        return bg, tuple(rare)
-
-    def class_vector(self, name: str, value: float | Sequence[float]) -> list[float]:
-        """A per-class list ``(K,)`` from a scalar or a length-K sequence."""
-        k = self.num_classes
-        if isinstance(value, int | float):
-            return [float(value)] * k
-        vals = [float(v) for v in value]
-        if len(vals) != k:
-            raise ValueError(f"{name} has {len(vals)} entries but the input has {k} classes")
-        return vals
-
-    def by_role(self, background: float, rare: float, other: float) -> list[float]:
-        """A per-class list ``(K,)`` taking one value for the background, rare and other classes."""
-        bg, rare_cls = self.roles()
-        v = [float(other)] * self.num_classes
-        for r in rare_cls:
-            v[r] = float(rare)
-        v[bg] = float(background)
-        return v
+    @property
+    def classes(self) -> Classes:
+        """The class roles of this input (:class:`unifocal.spec.Classes`)."""
+        return Classes(self.num_classes, self.common)
 
 
 def _shape(x: Any) -> tuple:
@@ -423,52 +407,24 @@ def class_mean(x: Any) -> Any:
 
 
 def focal_tversky_term(ti: Any, exponent: Sequence[float]) -> Any:
-    """``mean_c (1 - TI_c)^{e_c}``, ``(B',)``; ``1 - TI`` floored at 1e-12 (finite gradient at TI = 1)."""
+    """``(1 - TI_c)^{e_c}`` per class, ``(B', K)``; ``1 - TI`` floored at 1e-12 (finite gradient at TI = 1)."""
     x = clip_closed(1.0 - ti, POW_FLOOR, math.inf)
     e = list(exponent)
     if all(v == 1.0 for v in e):
-        return class_mean(x)
+        return x
     et = ops.convert_to_tensor(np.asarray(e, dtype="float64"), dtype=ti.dtype)
     ones = ops.convert_to_tensor(np.asarray([v == 1.0 for v in e]))
-    return class_mean(ops.where(ones, x, ops.power(x, et)))
+    return ops.where(ones, x, ops.power(x, et))
 
 
-# --- the description of a loss ----------------------------------------------------------------
-
-RegionFn = Callable[[Any, Any, Any], Any]
-
-
-@dataclass
-class Terms:
-    """A loss as ``coef · D(weight, gamma) + Σ_i scale_i · R_i(TP, FP, FN)`` per sample.
-
-    ``weight`` and ``gamma`` are per-class lists (``None``: 1 and no modulation); each ``R_i`` maps
-    ``(TP, FP, FN)`` ``(B', K)`` to ``(B',)``; ``clip`` marks region terms that clip probabilities.
-    """
-
-    coef: float = 0.0
-    weight: list[float] | None = None
-    gamma: list[float] | None = None
-    regions: list[tuple[float, RegionFn, bool]] = field(default_factory=list)
-
-    def __mul__(self, s: float) -> Terms:
-        return Terms(self.coef * s, self.weight, self.gamma, [(a * s, f, c) for a, f, c in self.regions])
-
-    __rmul__ = __mul__
-
-    def __add__(self, other: Terms) -> Terms:
-        if self.coef and other.coef:
-            raise ValueError("internal: a loss may hold one distribution term only")
-        d = self if self.coef else other
-        return Terms(d.coef, d.weight, d.gamma, self.regions + other.regions)
+def _per_class(v: float | Sequence[float], like: Any) -> Any:
+    return float(v) if isinstance(v, int | float) else ops.convert_to_tensor(np.asarray(v, "float64"), like.dtype)
 
 
-def distribution_terms(weight: list[float] | None, gamma: list[float] | None, coef: float = 1.0) -> Terms:
-    return Terms(coef=coef, weight=weight, gamma=gamma)
-
-
-def region_terms(fn: RegionFn, clip: bool = False, scale: float = 1.0) -> Terms:
-    return Terms(regions=[(scale, fn, clip)])
+def tversky_value(term: Tversky, tp: Any, fp: Any, fn: Any) -> Any:
+    """Per-class ``(1 - TI_c)^{e_c}`` (or ``TI_c``) of a :class:`~unifocal.spec.Tversky` term, ``(B', K)``."""
+    ti = tversky_index(tp, fp, fn, _per_class(term.fp_weight, tp), _per_class(term.fn_weight, tp), term.smooth)
+    return ti if term.exponent is None else focal_tversky_term(ti, term.exponent)
 
 
 def _log1m_all(prep: Prepared) -> Any:
@@ -497,7 +453,7 @@ def distribution_term(prep: Prepared, weight: list[float] | None, gamma: list[fl
 
 
 def evaluate(prep: Prepared, terms: Terms) -> Any:
-    """Per-sample loss ``(B,)`` of ``terms``."""
+    """Per-sample loss ``(B,)`` of the description ``terms`` (:class:`unifocal.spec.Terms`)."""
     out = ops.zeros_like(prep.n_valid)
     if terms.coef:
         out = out + terms.coef * distribution_term(prep, terms.weight, terms.gamma)
@@ -505,6 +461,9 @@ def evaluate(prep: Prepared, terms: Terms) -> Any:
         group = [r for r in terms.regions if r[2] == clip]
         if group:
             tp, fp, fn = region_stats(prep, clip=clip)
-            for scale, fn_, _ in group:
-                out = out + scale * fn_(tp, fp, fn)
+            for scale, term, _ in group:
+                per_class = tversky_value(term, tp, fp, fn)
+                if terms.classes is not None:
+                    per_class = ops.take(per_class, np.asarray(terms.classes, "int32"), axis=-1)
+                out = out + scale * class_mean(per_class)
     return out

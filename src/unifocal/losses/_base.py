@@ -1,19 +1,23 @@
 """One contract for every loss: the function states it, the module is derived from the function.
 
-A loss is written once, as a function whose ``def`` states the public signature, the defaults and
-the docstring::
+A loss is written once, as a function whose ``def`` states its own parameters, their defaults and
+the docstring, under the name of its framework-neutral description (:data:`unifocal.spec.LOSSES`)::
 
-    @loss_function(check=_check_unified, terms=_unified_terms)
+    @loss_function("unified_focal")
     def unified_focal_loss(pred, target, delta=0.6, gamma=0.2, lambda_=0.5, **common) -> Tensor:
         \"\"\"Docstring.\"\"\"
 
-:func:`loss_function` supplies the body: bind the arguments against that signature, run ``check``
-on the loss's own parameters and :func:`~unifocal.losses._core.check_common` on the common keyword
-arguments, then evaluate ``terms(prep, **params)``. The module class is derived from the function
-(``class UnifiedFocalLoss(Loss, functional=unified_focal_loss)``): its ``__init__`` takes the same
-parameters with the same defaults, runs the same checks at construction, and keeps every setting as
-an attribute (``UnifiedFocalLoss().delta``); ``forward`` calls the function. Function and module
-therefore accept and refuse the same arguments.
+:func:`loss_function` checks, when the module is imported, that the ``def`` states exactly the
+parameters and defaults of the description, and supplies the body: bind the arguments, run the
+description's ``check`` on the loss's own parameters and :func:`unifocal.spec.check_common` on the
+common keyword arguments, then evaluate the description's ``terms``. The function's signature
+(``inspect.signature``, ``help()``) lists every keyword, the common ones included, with its default.
+The module class is derived from the function (``class UnifiedFocalLoss(Loss,
+functional=unified_focal_loss)``): its ``__init__`` takes the same arguments with the same defaults,
+runs the same checks at construction, and keeps every setting as an attribute
+(``UnifiedFocalLoss().delta``); ``forward`` calls the function. Function and module therefore accept
+and refuse the same arguments; an unknown keyword is a ``TypeError``
+(:class:`unifocal.spec.UnknownArgumentError`).
 
 Evaluation dispatches here: logits with integer labels take the fused path
 (:mod:`unifocal.losses._fused`), everything else (and everything under ``torch.compile``) the
@@ -30,23 +34,31 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from unifocal.losses._core import COMMON_DEFAULTS, Prepared, Terms, check_common, evaluate, prepare, reduce
+from unifocal.losses._core import Prepared, evaluate, prepare, reduce
 from unifocal.losses._fused import fused_loss
+from unifocal.spec import (
+    COMMON_ANNOTATIONS,
+    COMMON_DEFAULTS,
+    MONAI_KEYS,
+    LossSpec,
+    Terms,
+    check_common,
+    lookup,
+)
+from unifocal.spec import describe as describe_on
 
 F = TypeVar("F", bound=Callable[..., Tensor])
 
 
 def describe(prep: Prepared, terms: Callable[..., Terms], params: Mapping[str, Any]) -> Terms:
-    """The loss's description on ``prep``, with the background left out when ``include_background=False``."""
-    t = terms(prep, **params)
-    if prep.exclude_background:
-        t = t.without_class(prep.roles()[0], prep.num_classes)
-    return t
+    """The loss's description on ``prep`` (background left out with ``include_background=False``,
+    region terms of the region alone with MONAI's ``sigmoid=True``)."""
+    return describe_on(terms, prep.classes, dict(params), exclude_background=prep.exclude_background)
 
 
 def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: Mapping[str, Any],
             common: dict) -> Tensor:
-    """Evaluate a loss described by ``terms(prep, **params)`` on validated ``common`` arguments.
+    """Evaluate a loss described by ``terms(classes, **params)`` on validated ``common`` arguments.
 
     Inputs are prepared once (float32, autocast disabled so that every sum accumulates in float32
     under mixed precision); logits with integer labels take the fused path, except while
@@ -63,63 +75,45 @@ def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: M
         return reduce(prep.unfold(per_row), common["reduction"])
 
 
-class _Binder:
-    """Binds ``(pred, target, *args, **kwargs)`` against a loss function's signature, fast and plainly.
-
-    Written out rather than ``inspect.Signature.bind`` so that ``torch.compile`` traces it cheaply.
-    """
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        sig = inspect.signature(fn)
-        ps = list(sig.parameters.values())
-        kinds = [p.kind for p in ps]
-        if [p.name for p in ps[:2]] != ["pred", "target"] or kinds[-1] is not inspect.Parameter.VAR_KEYWORD \
-                or any(k is not inspect.Parameter.POSITIONAL_OR_KEYWORD for k in kinds[2:-1]) \
-                or any(p.default is inspect.Parameter.empty for p in ps[2:-1]):
-            raise TypeError(f"internal: {fn.__name__} must read (pred, target, <params with defaults>, **common)")
-        self.name = fn.__name__
-        self.defaults: dict[str, Any] = {p.name: p.default for p in ps[2:-1]}
-        self.names = tuple(self.defaults)
-
-    def split(self, args: tuple, kwargs: dict) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(params, common)``: the loss's own parameters (defaults filled in) and the rest."""
-        if len(args) > len(self.names):
-            raise TypeError(f"{self.name}() takes at most {len(self.names)} parameters after pred and target "
-                            f"({', '.join(self.names)}), got {len(args)} positional ones")
-        params = dict(self.defaults)
-        params.update(zip(self.names, args, strict=False))
-        common = {}
-        for k, v in kwargs.items():
-            if k in self.defaults:
-                if self.names.index(k) < len(args):
-                    raise TypeError(f"{self.name}() got multiple values for argument {k!r}")
-                params[k] = v
-            else:
-                common[k] = v
-        return params, common
+#: The common keyword arguments as keyword-only parameters (MONAI's names default to ``None``: not given).
+COMMON_PARAMETERS: tuple[inspect.Parameter, ...] = tuple(
+    inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=COMMON_ANNOTATIONS[k])
+    for k, v in {**COMMON_DEFAULTS, **dict.fromkeys(MONAI_KEYS)}.items())
 
 
-def loss_function(check: Callable[..., None], terms: Callable[..., Terms]) -> Callable[[F], F]:
-    """Give a loss function its body (see the module docstring).
+def _own_parameters(fn: Callable[..., Any], spec: LossSpec) -> list[inspect.Parameter]:
+    """The parameters the ``def`` states after ``pred, target``, checked against the description."""
+    ps = list(inspect.signature(fn).parameters.values())
+    if [p.name for p in ps[:2]] != ["pred", "target"] or ps[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        raise TypeError(f"internal: {fn.__name__} must read (pred, target, <params with defaults>, **common)")
+    own = ps[2:-1]
+    stated = {p.name: p.default for p in own}
+    if stated != spec.defaults or fn.__name__ != spec.function_name:
+        raise TypeError(f"internal: {fn.__name__}{tuple(stated.items())} disagrees with the description "
+                        f"{spec.function_name}{tuple(spec.defaults.items())} in unifocal.spec.LOSSES")
+    return own
 
-    Args:
-        check: validates the loss's own parameters, called as ``check(**params)`` on every call
-            (raises ``ValueError``).
-        terms: ``terms(prep, **params) -> Terms``, the loss's description.
-    """
+
+def loss_function(name: str) -> Callable[[F], F]:
+    """Give the loss function of the description ``name`` its body (see the module docstring)."""
+    spec = lookup(name)
 
     def decorate(fn: F) -> F:
-        binder = _Binder(fn)
+        own = _own_parameters(fn, spec)
+        owner = fn.__name__
 
         @functools.wraps(fn)
         def wrapper(pred: Tensor, target: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-            params, common = binder.split(args, kwargs)
-            check(**params)
-            return compute(pred, target, terms, params, check_common(common))
+            params, common = spec.bind(args, kwargs, owner)
+            spec.check(**params)
+            return compute(pred, target, spec.terms, params, check_common(common, f"{owner}()", params))
 
-        wrapper.binder = binder  # type: ignore[attr-defined]
-        wrapper.check = check  # type: ignore[attr-defined]
-        wrapper.terms = terms  # type: ignore[attr-defined]
+        sig = inspect.signature(fn)
+        wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+            parameters=[*list(sig.parameters.values())[:2], *own, *COMMON_PARAMETERS])
+        wrapper.spec = spec  # type: ignore[attr-defined]
+        wrapper.check = spec.check  # type: ignore[attr-defined]
+        wrapper.terms = spec.terms  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
@@ -127,7 +121,21 @@ def loss_function(check: Callable[..., None], terms: Callable[..., Terms]) -> Ca
 
 def parameters_of(fn: Callable[..., Tensor]) -> dict[str, Any]:
     """The loss's own parameters and their defaults, as the function's signature states them."""
-    return dict(fn.binder.defaults)  # type: ignore[attr-defined]
+    return fn.spec.defaults  # type: ignore[attr-defined]
+
+
+_EXAMPLE = """
+
+    Example:
+        >>> import torch
+        >>> from unifocal.losses import {cls}
+        >>> loss = {cls}()
+        >>> logits = torch.randn(2, 3, 16, 16, requires_grad=True)   # (B, C, H, W)
+        >>> labels = torch.randint(0, 3, (2, 16, 16))                 # (B, H, W)
+        >>> value = loss(logits, labels); value.backward()
+        >>> value.shape, logits.grad.shape
+        (torch.Size([]), torch.Size([2, 3, 16, 16]))
+"""
 
 
 class Loss(nn.Module):
@@ -137,8 +145,8 @@ class Loss(nn.Module):
     common keyword arguments, checks them at construction, and stores every setting as an attribute
     (the loss's parameters, then ``input``, ``multilabel``, ``rare_classes``, ``background``,
     ``ignore_index``, ``include_background``, ``batch``, ``reduction``, ``smooth``, ``validate``,
-    ``to_onehot_y``; MONAI's ``softmax`` / ``sigmoid`` stored as the ``input`` / ``multilabel``
-    they stand for). ``forward(pred, target)`` calls the function with those settings.
+    ``complement``, ``to_onehot_y``; MONAI's ``softmax`` / ``sigmoid`` stored as the ``input`` /
+    ``multilabel`` / ``complement`` they stand for). ``forward(pred, target)`` calls the function with those settings.
     """
 
     functional: ClassVar[Callable[..., Tensor]]
@@ -151,16 +159,17 @@ class Loss(nn.Module):
         super().__init_subclass__(**kwargs)
         if functional is None:
             return
-        binder: _Binder = functional.binder  # type: ignore[attr-defined]
+        spec: LossSpec = functional.spec  # type: ignore[attr-defined]
         cls.functional = staticmethod(functional)
-        cls.name = name if name is not None else functional.__name__.removesuffix("_loss")
-        cls.parameter_names = binder.names
+        cls.name = name if name is not None else spec.name
+        cls.parameter_names = tuple(spec.defaults)
+        owner = cls.__name__
 
         def __init__(self: Loss, *args: Any, **kwargs: Any) -> None:
             nn.Module.__init__(self)
-            params, common = binder.split(args, kwargs)
-            functional.check(**params)  # type: ignore[attr-defined]
-            common = check_common(common)
+            params, common = spec.bind(args, kwargs, owner)
+            spec.check(**params)
+            common = check_common(common, f"{owner}()", params)
             for k, v in {**params, **common}.items():
                 setattr(self, k, list(v) if isinstance(v, list | tuple) else v)
 
@@ -171,6 +180,11 @@ class Loss(nn.Module):
         __init__.__doc__ = f"Build the loss; arguments as for :func:`{functional.__name__}`."
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
         cls.__init__ = __init__  # type: ignore[method-assign]
+        # the class docstring states what the function's does (equation, defaults, arguments), and an example
+        head = (cls.__doc__ or f"Module form of :func:`{functional.__name__}`.").strip()
+        body = inspect.cleandoc(functional.__doc__ or "")
+        example = "" if "Example:" in body else inspect.cleandoc(_EXAMPLE.format(cls=cls.__name__))
+        cls.__doc__ = "\n\n".join(part for part in (head, spec.summary, body, example) if part)
 
     def settings(self) -> dict[str, Any]:
         """Every setting (the loss's parameters and the common keyword arguments) as keyword arguments."""

@@ -18,7 +18,6 @@ The conventions behind every formula are stated in ``docs/losses.md``.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unifocal.losses.constants import (
-    DEFAULT_SMOOTH,
-    INPUT_KINDS,
+from unifocal.spec import (
     POW_FLOOR,
     PROB_EPS,
-    REDUCTIONS,
     SUM_TOL,
     SUM_TOL_LOW_PRECISION,
+    Classes,
+    Terms,
+    Tversky,
 )
 
 
@@ -52,130 +51,10 @@ class CommonKwargs(TypedDict, total=False):
     reduction: str
     smooth: float
     validate: bool
+    complement: bool
     softmax: bool
     sigmoid: bool
     to_onehot_y: bool
-
-
-#: The common keyword arguments and their defaults (the one place they are written).
-COMMON_DEFAULTS: dict[str, object] = {
-    "input": "logits", "multilabel": False, "rare_classes": None, "background": 0, "ignore_index": None,
-    "include_background": True, "batch": False, "reduction": "mean", "smooth": DEFAULT_SMOOTH,
-    "validate": True,
-}
-#: MONAI's names, accepted and translated (``docs/losses.md``, "MONAI dialect").
-MONAI_KEYS: tuple[str, ...] = ("softmax", "sigmoid", "to_onehot_y")
-
-
-def _is_bool(v: object) -> bool:
-    return isinstance(v, bool)
-
-
-def check_common(common: dict) -> dict:
-    """Validate the common keyword arguments; returns them completed with defaults, MONAI's names translated.
-
-    The result holds the keys of :data:`COMMON_DEFAULTS` plus ``to_onehot_y`` (``None``: either kind of
-    target).
-    """
-    unknown = set(common) - set(COMMON_DEFAULTS) - set(MONAI_KEYS)
-    if unknown:
-        names = sorted(set(COMMON_DEFAULTS) | set(MONAI_KEYS))
-        hints = {k: difflib.get_close_matches(k, names, n=1, cutoff=0.6) for k in sorted(unknown)}
-        hint = "".join(f"; did you mean {h[0]!r} for {k!r}?" for k, h in hints.items() if h)
-        raise ValueError(f"unknown keyword argument(s) {sorted(unknown)}{hint} The common ones are {names}")
-    c = {**COMMON_DEFAULTS, **{k: v for k, v in common.items() if k not in MONAI_KEYS}}
-    for key in ("multilabel", "include_background", "batch", "validate"):
-        if not _is_bool(c[key]):
-            raise ValueError(f"{key} must be True or False, got {c[key]!r}")
-    _translate_monai(common, c)
-    if c["input"] not in INPUT_KINDS:
-        raise ValueError(f"input must be one of {INPUT_KINDS}, got {c['input']!r}")
-    if c["reduction"] not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {c['reduction']!r}")
-    if not isinstance(c["background"], int) or _is_bool(c["background"]) or c["background"] < 0:
-        raise ValueError(f"background must be a non-negative class index, got {c['background']!r}")
-    if c["ignore_index"] is not None and (not isinstance(c["ignore_index"], int) or _is_bool(c["ignore_index"])):
-        raise ValueError(f"ignore_index must be an int or None, got {c['ignore_index']!r}")
-    s = c["smooth"]
-    if not isinstance(s, int | float) or _is_bool(s) or not math.isfinite(s) or s < 0:
-        raise ValueError(f"smooth must be a finite number >= 0, got {s!r}")
-    rc = c["rare_classes"]
-    if rc is not None:
-        if isinstance(rc, int) and not _is_bool(rc):
-            rc = [rc]
-        try:
-            rc = [int(r) for r in rc]
-        except (TypeError, ValueError):
-            raise ValueError(f"rare_classes must be a sequence of class indices, got {c['rare_classes']!r}") from None
-        if any(r < 0 for r in rc) or len(set(rc)) != len(rc):
-            raise ValueError(f"rare_classes must be distinct non-negative class indices, got {c['rare_classes']!r}")
-        if c["background"] in rc:
-            raise ValueError(f"rare_classes {rc} must not contain the background class {c['background']}")
-        c["rare_classes"] = tuple(rc)
-    if c["multilabel"] and (c["rare_classes"] is not None or c["background"] != 0):
-        raise ValueError("rare_classes and background do not apply with multilabel=True: every channel is its "
-                         "own binary problem (outside the region: background role; inside: rare role); "
-                         "leave them at their defaults")
-    return c
-
-
-def _translate_monai(given: dict, c: dict) -> None:
-    """MONAI's ``softmax`` / ``sigmoid`` / ``to_onehot_y`` onto ``input`` / ``multilabel`` / target kind."""
-    for key in MONAI_KEYS:
-        if key in given and given[key] is not None and not _is_bool(given[key]):
-            raise ValueError(f"{key} must be True or False, got {given[key]!r}")
-    softmax, sigmoid = given.get("softmax"), given.get("sigmoid")
-    c["to_onehot_y"] = given.get("to_onehot_y")
-    if softmax is None and sigmoid is None:
-        return
-    if softmax and sigmoid:
-        raise ValueError("softmax=True and sigmoid=True are exclusive (as in MONAI); pass one of them")
-    kind, multilabel = ("probs", c["multilabel"]) if not (softmax or sigmoid) else ("logits", bool(sigmoid))
-    if "input" in given and given["input"] != kind:
-        raise ValueError(f"input={given['input']!r} contradicts softmax={softmax!r}, sigmoid={sigmoid!r} "
-                         f"(MONAI's spelling of input={kind!r}); pass one spelling only")
-    if "multilabel" in given and given["multilabel"] != multilabel:
-        raise ValueError(f"multilabel={given['multilabel']!r} contradicts sigmoid={sigmoid!r} (sigmoid=True is "
-                         "multilabel=True, softmax=True multilabel=False); pass one spelling only")
-    c["input"], c["multilabel"] = kind, multilabel
-
-
-def check_unit(name: str, value: float | Sequence[float]) -> None:
-    """Raise unless ``value`` (a number or a sequence of numbers) lies in [0, 1]."""
-    if isinstance(value, int | float):
-        vals = [value]
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        vals = list(value)
-    else:
-        raise ValueError(f"{name} must be a number in [0, 1] or a sequence of them, got {value!r}")
-    for v in vals:
-        if not isinstance(v, int | float) or isinstance(v, bool) or not (0.0 <= float(v) <= 1.0):
-            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-
-
-def check_range(name: str, value: float, low: float, high: float = math.inf, *,
-                low_open: bool = False, high_open: bool = True, hint: str = "") -> None:
-    """Raise unless ``low <= value <= high`` (ends open as requested)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}{hint}, got {value!r}")
-
-
-def check_weights(name: str, value: Sequence[float]) -> None:
-    """Raise unless ``value`` is a sequence of finite non-negative numbers."""
-    try:
-        if isinstance(value, str) or any(isinstance(v, bool) for v in value):
-            raise TypeError
-        vals = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of non-negative numbers, got {value!r}") from None
-    if not vals or any(not math.isfinite(v) or v < 0 for v in vals):
-        raise ValueError(f"{name} must be a sequence of non-negative numbers, got {value!r}")
 
 
 @dataclass
@@ -228,38 +107,10 @@ class Prepared:
     def p(self) -> Tensor:
         return self.logp.exp() if self.kind == "logits" else self.x
 
-    def roles(self) -> tuple[int, tuple[int, ...]]:
-        """``(background, rare_classes)`` checked against the number of classes."""
-        k = self.num_classes
-        bg = self.common["background"]
-        if bg >= k:
-            raise ValueError(f"background class {bg} is outside [0, {k}) for {k} classes")
-        rare = self.common["rare_classes"]
-        if rare is None:
-            rare = tuple(c for c in range(k) if c != bg)
-        elif any(r >= k for r in rare):
-            raise ValueError(f"rare_classes {list(rare)} contain a class outside [0, {k}) for {k} classes")
-        return bg, tuple(rare)
-
-    def class_vector(self, name: str, value: float | Sequence[float]) -> tuple[float, ...]:
-        """Per-class numbers ``(K,)`` from a scalar or a length-K sequence (Python floats: no tensor)."""
-        k = self.num_classes
-        if isinstance(value, int | float):
-            return (float(value),) * k
-        if self.multilabel:
-            raise ValueError(f"{name}={list(value)!r}: per-class sequences do not apply with multilabel=True, "
-                             "where every channel is the same binary problem; pass a scalar (or call the loss "
-                             "on each channel)")
-        vals = tuple(float(v) for v in value)
-        if len(vals) != k:
-            raise ValueError(f"{name} has {len(vals)} entries but the input has {k} classes")
-        return vals
-
-    def by_role(self, background: float, rare: float, other: float) -> tuple[float, ...]:
-        """Per-class numbers ``(K,)`` taking one value for the background, rare and other classes."""
-        bg, rare_cls = self.roles()
-        return tuple(float(background) if c == bg else float(rare) if c in rare_cls else float(other)
-                     for c in range(self.num_classes))
+    @property
+    def classes(self) -> Classes:
+        """The class roles of this input (:class:`unifocal.spec.Classes`)."""
+        return Classes(self.num_classes, self.common)
 
     def tensor(self, values: Sequence[float]) -> Tensor:
         """``values`` as a tensor on the input's device and dtype (:func:`constant`: made once)."""
@@ -571,105 +422,37 @@ def _number_or_constant(v: float | Sequence[float], like: Tensor) -> Tensor | fl
     return constant(v, like)
 
 
-@dataclass(frozen=True)
-class Tversky:
-    """A Tversky-type region term per class: ``(1 - TI_c)^{e_c}``, or ``TI_c`` itself (``exponent=None``).
-
-    ``TI = (TP + s) / (TP + w_FN·FN + w_FP·FP + s)`` (:func:`tversky_index`). Called with
-    ``(TP, FP, FN)`` it is an ordinary :data:`RegionFn` (the autograd path); the fused path
-    (:mod:`unifocal.losses._fused`) reads its fields and differentiates it in closed form.
-    Weights are a number or one per class.
-    """
-
-    fp_weight: float | tuple[float, ...]
-    fn_weight: float | tuple[float, ...]
-    exponent: tuple[float, ...] | None
-    smooth: float
-
-    def weights(self, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
-        """``(w_FP, w_FN)``: numbers, or constant tensors ``(K,)`` when they differ by class."""
-        return _number_or_constant(self.fp_weight, like), _number_or_constant(self.fn_weight, like)
-
-    def denominator_tp(self, like: Tensor) -> Tensor | float:
-        """``1 - w_FN - w_FP``, the coefficient of ``TP`` in ``D`` (a number or a constant per class)."""
-        if isinstance(self.fp_weight, float | int) and isinstance(self.fn_weight, float | int):
-            return 1.0 - float(self.fn_weight) - float(self.fp_weight)
-        k = len(self.fp_weight) if not isinstance(self.fp_weight, float | int) else len(self.fn_weight)
-        fp = self.fp_weight if not isinstance(self.fp_weight, float | int) else (self.fp_weight,) * k
-        fn = self.fn_weight if not isinstance(self.fn_weight, float | int) else (self.fn_weight,) * k
-        return _number_or_constant(tuple(1.0 - a - b for a, b in zip(fn, fp, strict=True)), like)
-
-    def __call__(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
-        wfp, wfn = self.weights(tp)
-        ti = tversky_index(tp, fp, fn, wfp, wfn, self.smooth)
-        return ti if self.exponent is None else focal_tversky_term(ti, self.exponent)
+def tversky_weights(term: Tversky, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
+    """``(w_FP, w_FN)`` of a :class:`~unifocal.spec.Tversky` term: numbers, or constants ``(K,)`` by class."""
+    return _number_or_constant(term.fp_weight, like), _number_or_constant(term.fn_weight, like)
 
 
-# --- the description of a loss: one distribution term plus region terms ------------------------
+def tversky_denominator_tp(term: Tversky, like: Tensor) -> Tensor | float:
+    """``1 - w_FN - w_FP``, the coefficient of ``TP`` in the denominator (a number or a constant per class)."""
+    return _number_or_constant(term.denominator_tp(), like)
+
+
+def tversky_value(term: Tversky, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+    """Per-class ``(1 - TI_c)^{e_c}`` (or ``TI_c``) of a :class:`~unifocal.spec.Tversky` term, ``(B', K)``."""
+    wfp, wfn = tversky_weights(term, tp)
+    ti = tversky_index(tp, fp, fn, wfp, wfn, term.smooth)
+    return ti if term.exponent is None else focal_tversky_term(ti, term.exponent)
+
 
 #: ``(TP, FP, FN)`` ``(B', K)`` to a per-class value ``(B', K)``; the class mean is taken by the caller.
 RegionFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-@dataclass
-class Terms:
-    """A loss as ``coef · D(weight, gamma) + Σ_i scale_i · mean_c R_i(TP, FP, FN)_c`` per row.
-
-    ``D`` is the mean over valid positions of ``Σ_c w_c (1 - p_c)^{γ_c} (-g_c log p_c)`` (every
-    cross-entropy-type term of the paper); each ``R_i`` maps ``(TP, FP, FN)`` ``(B', K)`` to per-class
-    values ``(B', K)``, averaged over ``classes`` (``None``: all) (every Dice-type term). ``clip``
-    marks region terms that clip ``input="probs"`` (authors' parity). ``weight`` and ``gamma`` are
-    per-class Python floats, so that nothing here reads a tensor's value.
-    """
-
-    coef: float = 0.0
-    weight: tuple[float, ...] | None = None
-    gamma: tuple[float, ...] | None = None
-    regions: list[tuple[float, RegionFn, bool]] = field(default_factory=list)
-    classes: list[int] | None = None
-
-    def __mul__(self, s: float) -> Terms:
-        return Terms(self.coef * s, self.weight, self.gamma, [(a * s, f, c) for a, f, c in self.regions],
-                     self.classes)
-
-    __rmul__ = __mul__
-
-    def __add__(self, other: Terms) -> Terms:
-        if self.coef and other.coef:
-            raise ValueError("internal: a loss may hold one distribution term only")
-        d = self if self.coef else other
-        return Terms(d.coef, d.weight, d.gamma, self.regions + other.regions, self.classes)
-
-    @property
-    def modulated(self) -> bool:
-        return self.coef != 0 and self.gamma is not None and any(g != 0 for g in self.gamma)
-
-    def without_class(self, c: int, num_classes: int) -> Terms:
-        """The same loss with class ``c`` left out of ``D``'s class sum and of the region class means."""
-        w = list(self.weight) if self.weight is not None else [1.0] * num_classes
-        w[c] = 0.0
-        keep = [j for j in range(num_classes) if j != c and (self.classes is None or j in self.classes)]
-        return Terms(self.coef, tuple(w), self.gamma, list(self.regions), keep)
-
-    def region_value(self, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor | None:
-        out = None
-        for scale, fn_, _ in self.regions:
-            per_class = fn_(tp, fp, fn)
-            if self.classes is not None:
-                per_class = per_class[:, self.classes]
-            v = scale * per_class.mean(-1)
-            out = v if out is None else out + v
-        return out
-
-
-def distribution_terms(weight: Sequence[float] | None, gamma: Sequence[float] | None,
-                       coef: float = 1.0) -> Terms:
-    return Terms(coef=coef, weight=None if weight is None else tuple(weight),
-                 gamma=None if gamma is None else tuple(gamma))
-
-
-def region_terms(fn: RegionFn, clip: bool = False, scale: float = 1.0) -> Terms:
-    return Terms(regions=[(scale, fn, clip)])
+def region_value(terms: Terms, tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor | None:
+    """``Σ_i scale_i · mean_c R_i`` per row of the region terms of ``terms`` (``None`` without any)."""
+    out = None
+    for scale, fn_, _ in terms.regions:
+        per_class = tversky_value(fn_, tp, fp, fn) if isinstance(fn_, Tversky) else fn_(tp, fp, fn)
+        if terms.classes is not None:
+            per_class = per_class[:, terms.classes]
+        v = scale * per_class.mean(-1)
+        out = v if out is None else out + v
+    return out
 
 
 # --- evaluation (plain autograd) ------------------------------------------------------------------
@@ -686,7 +469,7 @@ def evaluate(prep: Prepared, terms: Terms) -> Tensor:
         group = [r for r in terms.regions if r[2] == clip]
         if group:
             stats = pooled_stats(*region_stats(prep, clip=clip), prep.common["batch"], prep.channels)
-            r = Terms(regions=group, classes=terms.classes).region_value(*stats)
+            r = region_value(Terms(regions=group, classes=terms.classes), *stats)
             out = out + spread(r, b)
     return out
 

@@ -30,7 +30,18 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from unifocal.losses._core import POW_FLOOR, Prepared, Terms, Tversky, constant, pooled_stats, spread
+from unifocal.losses._core import (
+    POW_FLOOR,
+    Prepared,
+    Terms,
+    Tversky,
+    constant,
+    pooled_stats,
+    region_value,
+    spread,
+    tversky_denominator_tp,
+    tversky_weights,
+)
 
 _SERIES_CUTOFF = 1e-4
 
@@ -447,7 +458,7 @@ def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes
     cls = [1.0 / k] * k if classes is None else [1.0 / len(classes) if c in classes else 0.0 for c in range(k)]
     value = a_tp = a_ps = None
     for scale, term, _ in regions:
-        wfp, wfn = term.weights(tp)
+        wfp, wfn = tversky_weights(term, tp)
         # D = TP + w_FN (Σg - TP) + w_FP (ΣP - TP) + s, exactly as tversky_index (a perfect
         # prediction gives TI = 1 exactly, as on the autograd path)
         n = tp + term.smooth
@@ -475,7 +486,7 @@ def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes
         # g·∂TI/∂TP = g/D · (1 - TI·c1); g·∂TI/∂ΣP = -g/D · TI·w_FP, with c1 = 1 - w_FN - w_FP
         g = d.reciprocal_().mul_(g)
         gt = g * ti
-        c1 = term.denominator_tp(tp)
+        c1 = tversky_denominator_tp(term, tp)
         dtp = g.sub_(gt, alpha=c1) if isinstance(c1, float) else g.sub_(gt.mul(c1))
         dps = gt.mul_(-wfp) if isinstance(wfp, float) else gt.mul_(wfp).neg_()
         a_tp = dtp if a_tp is None else a_tp.add_(dtp)
@@ -528,5 +539,5 @@ def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
                                       (terms.regions, terms.classes, pool) if closed else None)
     if closed:
         return value
-    region = spread(terms.region_value(*pooled_stats(tp, psum, count, *pool)), prep.batch_size)
+    region = spread(region_value(terms, *pooled_stats(tp, psum, count, *pool)), prep.batch_size)
     return value + region if terms.coef else region

@@ -12,29 +12,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from unifocal.losses._base import Loss, loss_function
-from unifocal.losses._core import (
-    Prepared,
-    Terms,
-    Tversky,
-    check_range,
-    distribution_terms,
-    region_terms,
-)
-from unifocal.losses.distribution import (
-    Weights,
-    asymmetric_focal_terms,
-    check_delta_gamma,
-    check_focal,
-    focal_terms,
-    symmetric_focal_terms,
-)
-from unifocal.losses.region import (
-    asymmetric_focal_tversky_terms,
-    check_delta_enhancement,
-    check_focal_tversky,
-    focal_tversky_terms,
-    symmetric_focal_tversky_terms,
-)
+from unifocal.spec import Weights
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -42,56 +20,9 @@ if TYPE_CHECKING:
     from unifocal.losses._core import CommonKwargs
 
 
-# --- parameter checks -------------------------------------------------------------------------
-
-def check_combo(alpha: float, beta: float | None) -> None:
-    check_range("alpha", alpha, 0.0, 1.0, high_open=False)
-    if beta is not None:
-        check_range("beta", beta, 0.0, 1.0, high_open=False)
-
-
-def check_hybrid_focal(lambda_: float, focal_alpha: Weights, focal_gamma: float, tversky_alpha: float,
-                       tversky_beta: float, tversky_gamma: float) -> None:
-    check_range("lambda_", lambda_, 0.0, 1.0, high_open=False)
-    check_focal(focal_alpha, focal_gamma, prefix="focal_")
-    check_focal_tversky(tversky_alpha, tversky_beta, tversky_gamma, prefix="tversky_")
-
-
-def check_unified_focal(delta: float | Sequence[float], gamma: float, lambda_: float) -> None:
-    check_delta_gamma(delta, gamma)
-    check_delta_enhancement(delta, gamma)
-    check_range("lambda_", lambda_, 0.0, 1.0, high_open=False)
-
-
-# --- descriptions ------------------------------------------------------------------------------
-
-def combo_terms(prep: Prepared, alpha: float, beta: float | None) -> Terms:
-    w = None if beta is None else prep.by_role(background=1.0 - beta, rare=beta, other=1.0 - beta)
-    dsc = Tversky(0.5, 0.5, None, float(prep.common["smooth"]))  # the Dice coefficient itself
-    return distribution_terms(w, None, coef=alpha) + region_terms(dsc, scale=-(1.0 - alpha))
-
-
-def hybrid_focal_terms(prep: Prepared, lambda_: float, focal_alpha: Weights, focal_gamma: float,
-                       tversky_alpha: float, tversky_beta: float, tversky_gamma: float) -> Terms:
-    lf = focal_terms(prep, focal_alpha, focal_gamma)
-    lft = focal_tversky_terms(prep, tversky_alpha, tversky_beta, tversky_gamma)
-    return lambda_ * lf + (1.0 - lambda_) * lft
-
-
-def unified_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float, lambda_: float) -> Terms:
-    return lambda_ * asymmetric_focal_terms(prep, delta, gamma) \
-        + (1.0 - lambda_) * asymmetric_focal_tversky_terms(prep, delta, gamma)
-
-
-def symmetric_unified_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float,
-                                  lambda_: float) -> Terms:
-    return lambda_ * symmetric_focal_terms(prep, delta, gamma) \
-        + (1.0 - lambda_) * symmetric_focal_tversky_terms(prep, delta, gamma)
-
-
 # --- functions -----------------------------------------------------------------------------------
 
-@loss_function(check=check_combo, terms=combo_terms)
+@loss_function("combo")
 def combo_loss(pred: Tensor, target: Tensor, alpha: float = 0.5, beta: float | None = 0.5,
                **common: Unpack[CommonKwargs]) -> Tensor:
     """Combo loss (Eq. 13/14): ``α·L_mCE - (1-α)·DSC``.
@@ -109,7 +40,7 @@ def combo_loss(pred: Tensor, target: Tensor, alpha: float = 0.5, beta: float | N
     """
 
 
-@loss_function(check=check_hybrid_focal, terms=hybrid_focal_terms)
+@loss_function("hybrid_focal")
 def hybrid_focal_loss(pred: Tensor, target: Tensor, lambda_: float = 0.5, focal_alpha: Weights = 0.25,
                       focal_gamma: float = 2.0, tversky_alpha: float = 0.3, tversky_beta: float = 0.7,
                       tversky_gamma: float = 4 / 3, **common: Unpack[CommonKwargs]) -> Tensor:
@@ -128,7 +59,7 @@ def hybrid_focal_loss(pred: Tensor, target: Tensor, lambda_: float = 0.5, focal_
     """
 
 
-@loss_function(check=check_unified_focal, terms=unified_focal_terms)
+@loss_function("unified_focal")
 def unified_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
                        lambda_: float = 0.5, **common: Unpack[CommonKwargs]) -> Tensor:
     """Asymmetric Unified Focal loss (Eq. 20): ``λ·L_aF + (1-λ)·L_aFT``.
@@ -165,7 +96,7 @@ def unified_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[flo
     """
 
 
-@loss_function(check=check_unified_focal, terms=symmetric_unified_focal_terms)
+@loss_function("symmetric_unified_focal")
 def symmetric_unified_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6,
                                  gamma: float = 0.2, lambda_: float = 0.5,
                                  **common: Unpack[CommonKwargs]) -> Tensor:

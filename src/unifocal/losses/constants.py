@@ -36,37 +36,34 @@ rare (default: every class but ``background``). ``background``: index of the bac
 ``reduction``: ``"mean" | "sum" | "none"`` over samples (``"none"`` returns ``(B,)``).
 ``smooth``: additive smoothing of every Tversky/Dice ratio (default ``1e-6``, the authors' value).
 ``validate``: run the checks that read tensor values (NaN/Inf, label range, one-hot and probability
-sums; default ``True``); shape and dtype checks always run.
+sums; default ``True``); shape and dtype checks always run. ``complement``: with ``multilabel=True``,
+average each channel's region term (Dice, Tversky) with that of its complement, the authors'
+two-class convention (default ``True``); ``False`` takes the region alone, as MONAI's ``sigmoid=True``.
+An unknown keyword is a ``TypeError`` (:class:`unifocal.spec.UnknownArgumentError`, also a
+``ValueError``).
 
-MONAI's spelling is accepted too (``docs/losses.md``, "MONAI dialect"): ``softmax=True`` (logits,
-one class per position), ``sigmoid=True`` (logits, ``multilabel=True``), ``softmax=False,
+MONAI's spelling is accepted too, with MONAI's meaning (``docs/losses.md``, "MONAI dialect"):
+``softmax=True`` (logits, one class per position), ``sigmoid=True`` (logits, ``multilabel=True``,
+``complement=False``), ``softmax=False,
 sigmoid=False`` (``input="probs"``), ``to_onehot_y=True`` (the target holds labels) or ``False``
 (the target is one-hot / multi-hot with ``C`` channels).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-InputKind = Literal["logits", "probs"]
-Reduction = Literal["mean", "sum", "none"]
-
-INPUT_KINDS: tuple[str, ...] = ("logits", "probs")
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
-
-#: Keras' ``K.epsilon()``: the clipping bound of the probability path.
-PROB_EPS: float = 1e-7
-#: Default additive smoothing of Dice/Tversky ratios (the authors' ``smooth=1e-6``).
-DEFAULT_SMOOTH: float = 1e-6
-#: Floor under ``1 - TI`` before a power with exponent below one, so that a perfect prediction keeps a
-#: finite gradient (the derivative of ``x**e`` at ``x = 0`` is infinite for ``e < 1``).
-POW_FLOOR: float = 1e-12
-#: Largest deviation from one accepted for class probabilities or one-hot / soft targets summed over
-#: the channels (float32 / float64 inputs, then float16 / bfloat16 inputs).
-SUM_TOL: float = 1e-3
-SUM_TOL_LOW_PRECISION: float = 2e-2
-
-#: The paper's seven compared losses (Tables 3-5), with the paper's settings as the registry defaults.
-PAPER_LOSSES: tuple[str, ...] = (
-    "focal", "dice", "tversky", "focal_tversky", "combo", "hybrid_focal", "unified_focal",
+# the numbers themselves live in the framework-neutral description, shared with unifocal.keras
+from unifocal.spec import (
+    DEFAULT_SMOOTH,
+    INPUT_KINDS,
+    PAPER_LOSSES,
+    POW_FLOOR,
+    PROB_EPS,
+    REDUCTIONS,
+    SUM_TOL,
+    SUM_TOL_LOW_PRECISION,
+    InputKind,
+    Reduction,
 )
+
+__all__ = ["DEFAULT_SMOOTH", "INPUT_KINDS", "PAPER_LOSSES", "POW_FLOOR", "PROB_EPS", "REDUCTIONS", "SUM_TOL",
+           "SUM_TOL_LOW_PRECISION", "InputKind", "Reduction"]

@@ -14,76 +14,17 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from unifocal.losses._base import Loss, loss_function
-from unifocal.losses._core import Prepared, Terms, check_range, check_unit, check_weights, distribution_terms
+from unifocal.spec import Weights
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from unifocal.losses._core import CommonKwargs
 
-Weights = float | Sequence[float] | None
-
-
-# --- parameter checks -------------------------------------------------------------------------
-
-def check_cross_entropy(weight: Sequence[float] | None) -> None:
-    if weight is not None:
-        check_weights("weight", weight)
-
-
-def check_focal(alpha: Weights, gamma: float, prefix: str = "") -> None:
-    """``prefix`` names the parameters as a compound loss spells them (``focal_alpha``)."""
-    if isinstance(alpha, int | float) and not isinstance(alpha, bool):
-        check_unit(f"{prefix}alpha", alpha)
-    elif alpha is not None:
-        check_weights(f"{prefix}alpha", alpha)
-    check_range(f"{prefix}gamma", gamma, 0.0)
-
-
-def check_delta_gamma(delta: float | Sequence[float], gamma: float) -> None:
-    check_unit("delta", delta)
-    check_range("gamma", gamma, 0.0)
-
-
-# --- per-class numbers -------------------------------------------------------------------------
-
-def focal_alpha(prep: Prepared, alpha: Weights) -> tuple[float, ...] | None:
-    """Class weights of the Focal loss: a scalar α weights the rare classes, 1-α the others (Lin et al.)."""
-    if alpha is None:
-        return None
-    if isinstance(alpha, int | float):
-        return prep.by_role(background=1.0 - alpha, rare=alpha, other=1.0 - alpha)
-    return prep.class_vector("alpha", alpha)
-
-
-def delta_weights(prep: Prepared, delta: float | Sequence[float]) -> tuple[float, ...]:
-    """Class weights ``δ_r`` for rare classes and ``1 - δ_c`` for the background and other classes."""
-    d = prep.class_vector("delta", delta)
-    _, rare = prep.roles()
-    return tuple(d[c] if c in rare else 1.0 - d[c] for c in range(len(d)))
-
-
-# --- descriptions ------------------------------------------------------------------------------
-
-def cross_entropy_terms(prep: Prepared, weight: Sequence[float] | None) -> Terms:
-    return distribution_terms(None if weight is None else prep.class_vector("weight", weight), None)
-
-
-def focal_terms(prep: Prepared, alpha: Weights, gamma: float) -> Terms:
-    return distribution_terms(focal_alpha(prep, alpha), prep.class_vector("gamma", gamma))
-
-
-def asymmetric_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float) -> Terms:
-    return distribution_terms(delta_weights(prep, delta), prep.by_role(background=gamma, rare=0.0, other=0.0))
-
-
-def symmetric_focal_terms(prep: Prepared, delta: float | Sequence[float], gamma: float) -> Terms:
-    return distribution_terms(delta_weights(prep, delta), prep.class_vector("gamma", gamma))
-
 
 # --- functions -----------------------------------------------------------------------------------
 
-@loss_function(check=check_cross_entropy, terms=cross_entropy_terms)
+@loss_function("cross_entropy")
 def cross_entropy_loss(pred: Tensor, target: Tensor, weight: Sequence[float] | None = None,
                        **common: Unpack[CommonKwargs]) -> Tensor:
     """Categorical cross entropy ``-Σ_c w_c g_c log p_c``, mean over positions.
@@ -107,7 +48,7 @@ def cross_entropy_loss(pred: Tensor, target: Tensor, weight: Sequence[float] | N
     """
 
 
-@loss_function(check=check_focal, terms=focal_terms)
+@loss_function("focal")
 def focal_loss(pred: Tensor, target: Tensor, alpha: Weights = 0.25, gamma: float = 2.0,
                **common: Unpack[CommonKwargs]) -> Tensor:
     """Focal loss (Lin et al.; the paper's Eq. 6/7): ``-Σ_c α_c (1 - p_c)^γ g_c log p_c``.
@@ -131,7 +72,7 @@ def focal_loss(pred: Tensor, target: Tensor, alpha: Weights = 0.25, gamma: float
     """
 
 
-@loss_function(check=check_delta_gamma, terms=asymmetric_focal_terms)
+@loss_function("asymmetric_focal")
 def asymmetric_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
                           **common: Unpack[CommonKwargs]) -> Tensor:
     """Asymmetric Focal loss (Eq. 17): the focal modulation suppresses the background only.
@@ -150,7 +91,7 @@ def asymmetric_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[
     """
 
 
-@loss_function(check=check_delta_gamma, terms=symmetric_focal_terms)
+@loss_function("symmetric_focal")
 def symmetric_focal_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6, gamma: float = 0.2,
                          **common: Unpack[CommonKwargs]) -> Tensor:
     """Symmetric Focal loss (the authors' code; not printed in the paper): every class modulated.

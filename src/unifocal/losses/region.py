@@ -15,14 +15,6 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from unifocal.losses._base import Loss, loss_function
-from unifocal.losses._core import (
-    Prepared,
-    Terms,
-    Tversky,
-    check_range,
-    check_unit,
-    region_terms,
-)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -30,71 +22,9 @@ if TYPE_CHECKING:
     from unifocal.losses._core import CommonKwargs
 
 
-# --- parameter checks -------------------------------------------------------------------------
-
-def check_dice() -> None:
-    """The Dice loss has no parameters of its own."""
-
-
-def check_tversky(alpha: float, beta: float, prefix: str = "") -> None:
-    """``prefix`` names the parameters as a compound loss spells them (``tversky_alpha``)."""
-    check_range(f"{prefix}alpha", alpha, 0.0)
-    check_range(f"{prefix}beta", beta, 0.0)
-    if float(alpha) + float(beta) <= 0:
-        raise ValueError(f"{prefix}alpha + {prefix}beta must be positive, got {prefix}alpha={alpha!r}, "
-                         f"{prefix}beta={beta!r}")
-
-
-def check_focal_tversky(alpha: float, beta: float, gamma: float, prefix: str = "") -> None:
-    check_tversky(alpha, beta, prefix)
-    check_range(f"{prefix}gamma", gamma, 0.0, low_open=True, hint=" (the exponent is 1/gamma)")
-
-
-def check_delta_enhancement(delta: float | Sequence[float], gamma: float) -> None:
-    check_unit("delta", delta)
-    check_range("gamma", gamma, 0.0, 1.0, hint=" (the enhancement exponent 1-gamma must be positive)")
-
-
-# --- descriptions ------------------------------------------------------------------------------
-
-def tversky_terms(prep: Prepared, fp_weight: float | Sequence[float], fn_weight: float | Sequence[float],
-                  exponent: Sequence[float], clip: bool) -> Terms:
-    """The shared path: ``(1 - TI_c)^{e_c}`` with ``TI = (TP+s) / (TP + w_FN·FN + w_FP·FP + s)``."""
-    wfp = float(fp_weight) if isinstance(fp_weight, float | int) else tuple(float(w) for w in fp_weight)
-    wfn = float(fn_weight) if isinstance(fn_weight, float | int) else tuple(float(w) for w in fn_weight)
-    term = Tversky(wfp, wfn, tuple(float(e) for e in exponent), float(prep.common["smooth"]))
-    return region_terms(term, clip=clip)
-
-
-def delta_tversky_terms(prep: Prepared, delta: float | Sequence[float], exponent: Sequence[float]) -> Terms:
-    """``TI_c`` with ``δ_c`` on false negatives and ``1 - δ_c`` on false positives (``docs/losses.md``, convention 1)."""
-    d = prep.class_vector("delta", delta)
-    return tversky_terms(prep, [1.0 - v for v in d], list(d), exponent, clip=True)
-
-
-def dice_terms(prep: Prepared) -> Terms:
-    return tversky_terms(prep, 0.5, 0.5, prep.class_vector("exponent", 1.0), clip=False)
-
-
-def tversky_loss_terms(prep: Prepared, alpha: float, beta: float) -> Terms:
-    return tversky_terms(prep, float(alpha), float(beta), prep.class_vector("exponent", 1.0), clip=False)
-
-
-def focal_tversky_terms(prep: Prepared, alpha: float, beta: float, gamma: float) -> Terms:
-    return tversky_terms(prep, float(alpha), float(beta), prep.class_vector("exponent", 1.0 / gamma), clip=True)
-
-
-def asymmetric_focal_tversky_terms(prep: Prepared, delta: float | Sequence[float], gamma: float) -> Terms:
-    return delta_tversky_terms(prep, delta, prep.by_role(background=1.0, rare=1.0 - gamma, other=1.0))
-
-
-def symmetric_focal_tversky_terms(prep: Prepared, delta: float | Sequence[float], gamma: float) -> Terms:
-    return delta_tversky_terms(prep, delta, prep.class_vector("exponent", 1.0 - gamma))
-
-
 # --- functions -----------------------------------------------------------------------------------
 
-@loss_function(check=check_focal_tversky, terms=focal_tversky_terms)
+@loss_function("focal_tversky")
 def focal_tversky_loss(pred: Tensor, target: Tensor, alpha: float = 0.3, beta: float = 0.7, gamma: float = 4 / 3,
                        **common: Unpack[CommonKwargs]) -> Tensor:
     """Focal Tversky loss (Eq. 12): ``mean_c (1 - TI_c)^{1/γ}``, ``TI = TP / (TP + α·FP + β·FN)``.
@@ -118,7 +48,7 @@ def focal_tversky_loss(pred: Tensor, target: Tensor, alpha: float = 0.3, beta: f
     """
 
 
-@loss_function(check=check_tversky, terms=tversky_loss_terms)
+@loss_function("tversky")
 def tversky_loss(pred: Tensor, target: Tensor, alpha: float = 0.3, beta: float = 0.7,
                  **common: Unpack[CommonKwargs]) -> Tensor:
     """Tversky loss: ``mean_c (1 - TI_c)``, ``α`` on false positives, ``β`` on false negatives.
@@ -134,7 +64,7 @@ def tversky_loss(pred: Tensor, target: Tensor, alpha: float = 0.3, beta: float =
     """
 
 
-@loss_function(check=check_dice, terms=dice_terms)
+@loss_function("dice")
 def dice_loss(pred: Tensor, target: Tensor, **common: Unpack[CommonKwargs]) -> Tensor:
     """Dice loss: ``mean_c (1 - DSC_c)`` with the soft ``DSC = 2TP / (2TP + FP + FN)`` (``docs/losses.md``, convention 11).
 
@@ -152,7 +82,7 @@ def dice_loss(pred: Tensor, target: Tensor, **common: Unpack[CommonKwargs]) -> T
     """
 
 
-@loss_function(check=check_delta_enhancement, terms=asymmetric_focal_tversky_terms)
+@loss_function("asymmetric_focal_tversky")
 def asymmetric_focal_tversky_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6,
                                   gamma: float = 0.2, **common: Unpack[CommonKwargs]) -> Tensor:
     """Asymmetric Focal Tversky loss (Eq. 19): background ``1 - TI_bg``, rare ``(1 - TI_r)^{1-γ}``.
@@ -171,7 +101,7 @@ def asymmetric_focal_tversky_loss(pred: Tensor, target: Tensor, delta: float | S
     """
 
 
-@loss_function(check=check_delta_enhancement, terms=symmetric_focal_tversky_terms)
+@loss_function("symmetric_focal_tversky")
 def symmetric_focal_tversky_loss(pred: Tensor, target: Tensor, delta: float | Sequence[float] = 0.6,
                                  gamma: float = 0.2, **common: Unpack[CommonKwargs]) -> Tensor:
     """Symmetric Focal Tversky loss (the authors' code): ``mean_c (1 - TI_c)^{1-γ}`` for every class.

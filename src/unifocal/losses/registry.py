@@ -1,12 +1,10 @@
-"""Losses by name: ``get_loss``, ``available_losses``, ``loss_defaults``."""
+"""Losses by name: ``get_loss``, ``available_losses``, ``loss_defaults`` (names: :data:`unifocal.spec.LOSSES`)."""
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from unifocal.losses._base import Loss, parameters_of
-from unifocal.losses._core import COMMON_DEFAULTS, MONAI_KEYS
+from unifocal.losses._base import Loss
 from unifocal.losses.compound import ComboLoss, HybridFocalLoss, SymmetricUnifiedFocalLoss, UnifiedFocalLoss
 from unifocal.losses.distribution import AsymmetricFocalLoss, CrossEntropyLoss, FocalLoss, SymmetricFocalLoss
 from unifocal.losses.region import (
@@ -16,6 +14,15 @@ from unifocal.losses.region import (
     SymmetricFocalTverskyLoss,
     TverskyLoss,
 )
+from unifocal.spec import (
+    COMMON_DEFAULTS,
+    MONAI_KEYS,
+    available_losses,
+    lookup,
+    loss_defaults,
+    unknown_keywords,
+)
+from unifocal.spec import LOSSES as SPECS
 
 LOSSES: dict[str, type[Loss]] = {
     cls.name: cls
@@ -23,40 +30,23 @@ LOSSES: dict[str, type[Loss]] = {
                 AsymmetricFocalLoss, AsymmetricFocalTverskyLoss, UnifiedFocalLoss, SymmetricFocalLoss,
                 SymmetricFocalTverskyLoss, SymmetricUnifiedFocalLoss)
 }
+if list(LOSSES) != list(SPECS):  # pragma: no cover - a loss described but not built, or the other way round
+    raise ImportError(f"internal: torch losses {list(LOSSES)} differ from the descriptions {list(SPECS)}")
 
 
-def available_losses() -> list[str]:
-    """Names accepted by :func:`get_loss`."""
-    return list(LOSSES)
-
-
-def _lookup(name: str) -> type[Loss]:
-    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
-    key = key.removesuffix("_loss")
-    if key not in LOSSES:
-        close = difflib.get_close_matches(key, LOSSES, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}{hint} Available: {', '.join(LOSSES)}")
-    return LOSSES[key]
-
-
-def loss_defaults(name: str) -> dict[str, Any]:
-    """The loss's own parameters and their defaults (the common keyword arguments excluded)."""
-    return parameters_of(_lookup(name).functional)
-
-
-def get_loss(name: str, **params: Any) -> Loss:
+def get_loss(name: str, /, **params: Any) -> Loss:
     """Build a loss module by name, e.g. ``get_loss("unified_focal", delta=0.7)``.
 
     Raises:
-        ValueError: unknown name or parameter (the message lists close matches), or a bad value.
+        ValueError: unknown name (the message lists close matches) or a bad value.
+        TypeError: unknown parameter (:class:`unifocal.spec.UnknownArgumentError`, also a ``ValueError``).
     """
-    cls = _lookup(name)
-    allowed = set(loss_defaults(name)) | set(COMMON_DEFAULTS) | set(MONAI_KEYS)
-    for key in params:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown parameter {key!r} for loss {cls.name!r}{hint} "
-                             f"Accepted: {', '.join(sorted(allowed))}")
-    return cls(**params)
+    spec = lookup(name)
+    allowed = set(spec.defaults) | set(COMMON_DEFAULTS) | set(MONAI_KEYS)
+    unknown = set(params) - allowed
+    if unknown:
+        raise unknown_keywords(f"loss {spec.name!r}", unknown, allowed)
+    return LOSSES[spec.name](**params)
+
+
+__all__ = ["LOSSES", "available_losses", "get_loss", "loss_defaults"]
