@@ -23,6 +23,7 @@ The conventions behind every formula are stated in ``docs/losses.md``.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -583,17 +584,28 @@ class LossSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
+        """The parameters and their defaults (a new dict: the caller may change it)."""
+        return dict(self._defaults)
+
+    @functools.cached_property
+    def _defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
+
+    @functools.cached_property
+    def _names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
 
     def bind(self, args: tuple, kwargs: dict, owner: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(params, rest)``: the loss's own parameters (positional or keyword, defaults filled in) and
         the other keyword arguments, unchecked. Raises ``TypeError`` as Python does for a bad call."""
+        names = self._names
+        if not args and not kwargs:
+            return dict(self._defaults), {}
         owner = owner or self.function_name
-        names = [p.name for p in self.params]
         if len(args) > len(names):
             raise TypeError(f"{owner}() takes at most {len(names)} parameters of its own ({', '.join(names)}), "
                             f"got {len(args)} positional ones")
-        params = self.defaults
+        params = dict(self._defaults)
         params.update(zip(names, args, strict=False))
         rest = {}
         for k, v in kwargs.items():
