@@ -16,6 +16,8 @@
 #   busi_delta   BUSI, the delta sweep of Table 2 (gamma = 0, lambda = 0.5), fold 0
 #   busi_grouped BUSI, the paper's seven losses on leak-free folds (near-duplicates kept in one fold):
 #                fold 0 with seeds 0, 1 and 2 (the noise floor) first, then folds 1-4 with seed 0
+#   busi_bf16    bf16 parity: Unified Focal and Dice on busi_grouped's fold 0 with seeds 0 and 1, under
+#                bfloat16 autocast (--amp), beside the float32 networks of busi_grouped (not run by default)
 # WORKERS (default 2) runs that many trainings side by side, one torch thread each.
 set -euo pipefail
 : "${UNIFOCAL_DATA:?set UNIFOCAL_DATA to the folder holding BUSI/ and MSD_Task04_Hippocampus/}"
@@ -72,7 +74,11 @@ for stage in "${stages[@]}"; do
                           --output "$root/busi_grouped"
                       timed busi_grouped unifocal study compare "${busi[@]}" --losses paper --seeds 0 \
                           --output "$root/busi_grouped" ;;
-        *) echo "unknown stage $stage (busi_grouped, busi_fold0, busi, sgd_recipe, hippocampus, busi_delta)" >&2; exit 2 ;;
+        busi_bf16) settings "$root/busi_grouped_bf16" $'unit: cases\nformats: [png]\noverlays: false'
+                   timed busi_bf16 unifocal study compare "${busi[@]}" --amp --losses unified_focal,dice --fold 0 \
+                       --seeds 0,1 --splits-dir "$root/busi_grouped" --output "$root/busi_grouped_bf16" ;;
+        *) echo "unknown stage $stage (busi_grouped, busi_fold0, busi, sgd_recipe, hippocampus, busi_delta, busi_bf16)" >&2
+           exit 2 ;;
     esac
 done
 # the reports of the committed store (settings in each study's report.yaml)

@@ -1,4 +1,4 @@
-"""pytest plugin for CI's core step (``-p tests.core_only``): the wheel with torch and numpy only.
+"""pytest plugin for CI's core step (``-p tests.core_only``): the wheel with its torch extra only (torch, numpy).
 
 A test that fails only because it imports a package of the ``pipeline`` extra (MONAI, SciPy, …)
 inside its body is reported as skipped, naming the package; any other failure stays a failure.

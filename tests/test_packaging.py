@@ -124,3 +124,28 @@ def test_source_imports_nothing_newer_than_python_310_at_run_time():
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 bad += [f"{path.name}: {m}" for m in mods if m.split(".")[0] in NEWER_MODULES]
     assert not bad, bad
+
+
+def test_without_torch_the_losses_say_what_to_install_and_the_description_imports():
+    """The frameworks are extras: without torch, unifocal.spec imports and unifocal.losses / unifocal.metrics
+    say in one line to install unifocal[torch] (CI checks the same in a real torch-free environment)."""
+    code = ("import sys\n"
+            "class _Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, _Block())\n"
+            "import unifocal.spec\n"
+            "assert unifocal.spec.loss_defaults('unified_focal') == {'delta': 0.6, 'gamma': 0.2, 'lambda_': 0.5}\n"
+            "for module in ('unifocal.losses', 'unifocal.metrics'):\n"
+            "    try:\n"
+            "        __import__(module)\n"
+            "    except ModuleNotFoundError as exc:\n"
+            "        print(exc.name, '|', exc)\n"
+            "    else:\n"
+            "        raise SystemExit(module + ' imported without torch')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("torch | ") and 'pip install "unifocal[torch]"' in line
+                                   for line in lines), lines

@@ -1,8 +1,8 @@
 """``python -m unifocal`` and the ``unifocal`` console script: the one place that turns what ends a
 command into a message and an exit status.
 
-The command line belongs to the ``pipeline`` extra (Typer, MONAI, SciPy, …); the core install
-(``torch`` and ``numpy``) has no command line. Without the extra, ``unifocal`` prints one line that
+The command line belongs to the ``pipeline`` extra (torch, Typer, MONAI, SciPy, …); the losses alone
+(``unifocal[torch]``) have no command line. Without the extra, ``unifocal`` prints one line that
 says what to install instead of a traceback and exits with status 2 (a usage or configuration error,
 as the README's exit codes); ``unifocal --version`` works either way. A file-system error (full disk,
 permissions) ends with the one-line message of :func:`os_error_message` and status 1; a warning is one

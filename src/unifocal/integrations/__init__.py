@@ -4,7 +4,7 @@ Each sub-module needs only what its own framework brings; none is imported by ``
 See ``docs/integrations.md``.
 
 * :mod:`unifocal.integrations.metrics` — :class:`~unifocal.integrations.metrics.CaseMetrics`, DSC /
-  precision / recall accumulated batch by batch (core dependencies only).
+  precision / recall accumulated batch by batch (torch and numpy only).
 * :mod:`unifocal.integrations.torchmetrics` — the same as a ``torchmetrics.Metric`` (DDP-safe), for
   Lightning (extra ``torchmetrics``).
 * :mod:`unifocal.integrations.nnunet` — nnU-Net v2 trainers (extra ``nnunet``).

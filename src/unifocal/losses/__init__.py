@@ -1,8 +1,18 @@
 """The losses of "Unified Focal loss" (Yeung et al.): functions, and ``nn.Module`` s derived from them.
 
 Conventions: ``docs/losses.md``; accepted shapes and the common keyword arguments (multi-label mode,
-MONAI's argument names): :mod:`unifocal.losses.constants`.
+MONAI's argument names): :mod:`unifocal.losses.constants`. The framework-neutral description of every
+loss (parameters, defaults, checks), shared with :mod:`unifocal.keras`: :mod:`unifocal.spec`.
+Needs PyTorch: ``pip install "unifocal[torch]"``.
 """
+
+try:
+    import torch  # noqa: F401
+except ModuleNotFoundError as _exc:  # one line that says what to install, as transformers does
+    if _exc.name != "torch":
+        raise
+    raise ModuleNotFoundError('unifocal.losses needs PyTorch: pip install "unifocal[torch]" (unifocal.keras, '
+                              'the same losses for Keras 3, needs no torch)', name="torch") from None
 
 from unifocal.losses._base import Loss
 from unifocal.losses.compound import (
