@@ -209,3 +209,19 @@ def test_model_level_end_to_end():
 def test_ranks_of_every_permutation_sum_to_the_triangle_number():
     x = np.array(list(itertools.permutations([0.1, 0.2, 0.3, 0.4])))
     assert mean_ranks(x).sum() == pytest.approx(10.0)
+
+
+def test_power_uses_the_comparisons_noise_floor_not_a_noisy_loss_pooled_in():
+    """One loss with a large seed spread (as Focal on BUSI) inflates the study's pooled floor; the power lines
+    use the median of the comparisons' pair floors, the floor each verdict is held to."""
+    rng = np.random.default_rng(3)
+    base = {k: rng.uniform(0.5, 0.9, 30) for k in range(5)}
+    keys = [(k, 0) for k in range(5)] + [(0, 1), (0, 2)]
+    shift = {"uf": 0.004, "dice": 0.006, "tversky": 0.004, "focal": 0.1}  # per-seed shift: SD = shift
+    arms = {n: _arm(n, n, {(k, s): base[k] + d * s for k, s in keys}) for n, d in shift.items()}
+    ml = model_level(arms, list(shift), "uf", "1", n_boot=500)
+    rms = {n: np.sqrt((shift["uf"] ** 2 + shift[n] ** 2) / 2) for n in ("dice", "tversky", "focal")}
+    assert ml.pair_floors == pytest.approx(rms)
+    assert ml.power_floor == pytest.approx(float(np.median(list(rms.values()))))
+    assert ml.floors["study"].sd > 2 * ml.power_floor  # the pooled floor, dominated by focal, is not used
+    assert ml.power[0.02] == pytest.approx(power(0.02, ml.sd_fold, ml.power_floor, 5, ml.seeds_eff))

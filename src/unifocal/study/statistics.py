@@ -17,7 +17,8 @@ network are not independent draws (they share its weights), so the statistics he
   the **Nemenyi** critical difference of the mean ranks (:func:`nemenyi_cd`), Demšar (2006), and the
   critical-difference diagram (:func:`unifocal.study.figures.cd_diagram`).
 * **Power** (:func:`power`, :func:`networks_needed`): the chance that a study of ``F`` folds × ``S``
-  seeds detects a difference ``δ`` given the measured seed noise and fold-to-fold variation.
+  seeds detects a difference ``δ`` given the measured seed noise (of a comparison: the median of the
+  comparisons' pair floors) and fold-to-fold variation.
 
 Verdicts (:func:`verdict`) are written from these numbers in a fixed vocabulary, so that a report never
 says more than its statistics.
@@ -342,6 +343,8 @@ class ModelLevel:
         n_folds: folds of the study.
         seeds: ``{fold: [seeds]}``, every seed any loss has on the fold.
         pair_floors: ``{loss: the noise floor of its comparison with the reference}`` (:func:`pair_floor`).
+        power_floor: the seed noise of the power lines: the median of the comparisons' pair floors (the
+            floor each verdict is held to), or the study's floor where no pair floor is measured.
     """
 
     cls: str
@@ -359,6 +362,7 @@ class ModelLevel:
     n_folds: int
     seeds: dict[int, list[int]]
     pair_floors: dict[str, float]
+    power_floor: float
 
 
 def pair_floor(floors: Mapping[str, NoiseFloor], a: str, b: str) -> float:
@@ -431,10 +435,12 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
             if len(order) >= 3 and len(blocks) >= 2:
                 fried = friedman(x)
                 cd = nemenyi_cd(len(order), len(blocks), alpha)
-    # fold-to-fold spread of the true difference: var(fold-level differences) minus the seed noise in them
+    # fold-to-fold spread of the true difference: var(fold-level differences) minus the seed noise in them,
+    # (σ_a² + σ_b²) / S = 2·pair² / S with the comparison's own pair floor (the study's where unmeasured)
     sd_fold_est = []
-    seed_var = floor**2 if math.isfinite(floor) else 0.0
     for c in comps:
+        own = pair[c.other] if math.isfinite(pair[c.other]) else floor
+        seed_var = own**2 if math.isfinite(own) else 0.0
         by_fold: dict[int, list[float]] = {}
         for (k, _s), v in diffs[c.other].items():
             by_fold.setdefault(k, []).append(float(v.mean()))
@@ -451,14 +457,16 @@ def model_level(arms: Mapping[str, object], order: Sequence[str], reference: str
             seed_sets.setdefault(k, set()).update(s)
     n_folds = len(seeds_per_fold)
     seeds_eff = (n_folds / sum(1.0 / s for s in seeds_per_fold.values())) if seeds_per_fold else float("nan")
+    measured = [v for v in pair.values() if math.isfinite(v)]
+    power_floor = float(np.median(measured)) if measured else floor
     pw: dict[float, float] = {}
     need: dict[float, dict[int, int | None]] = {}
-    if math.isfinite(floor) and math.isfinite(sd_fold) and n_folds >= 2:
+    if math.isfinite(power_floor) and math.isfinite(sd_fold) and n_folds >= 2:
         for dlt in deltas:
-            pw[dlt] = power(dlt, sd_fold, floor, n_folds, seeds_eff, alpha)
-            need[dlt] = networks_needed(dlt, sd_fold, floor, alpha=alpha)
+            pw[dlt] = power(dlt, sd_fold, power_floor, n_folds, seeds_eff, alpha)
+            need[dlt] = networks_needed(dlt, sd_fold, power_floor, alpha=alpha)
     return ModelLevel(cls, floors, comps, verdicts, blocks, ranks, fried, cd, sd_fold, pw, need, seeds_eff, n_folds,
-                      {k: sorted(v) for k, v in sorted(seed_sets.items())}, pair)
+                      {k: sorted(v) for k, v in sorted(seed_sets.items())}, pair, power_floor)
 
 
 def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Sequence[str], metric_title: str = "DSC",
@@ -526,8 +534,9 @@ def model_level_markdown(ml: ModelLevel, titles: Mapping[str, str], order: Seque
     if ml.power:
         out += [f"### Power{head}", "",
                 f"With {ml.n_folds} folds and {ml.seeds_eff:.2g} seeds per fold (harmonic mean), the fold-to-fold "
-                f"spread of the true difference ({f.format(ml.sd_fold)}, median over the comparisons) and the noise "
-                f"floor ({f.format(floor)}), this study had "
+                f"spread of the true difference ({f.format(ml.sd_fold)}, median over the comparisons) and the seed "
+                f"noise of a comparison ({f.format(ml.power_floor)}: the median of the comparisons' noise floors, "
+                f"each the root mean square of its two losses' seed-to-seed SDs), this study had "
                 + " and ".join(f"{ml.power[d]:.0%} power to detect a {metric_title} difference of {d:g}"
                                for d in ml.power)
                 + f" (two-sided, α = {alpha:g} per comparison, before Holm). Folds needed for 80% power, by seeds per "
