@@ -132,7 +132,7 @@ def check_common(common: dict, owner: str = "loss", params: Iterable[str] = ()) 
     if unknown:
         raise unknown_keywords(owner, unknown, (*params, *COMMON_DEFAULTS, *MONAI_KEYS))
     c = {**COMMON_DEFAULTS, **{k: v for k, v in common.items() if k not in MONAI_KEYS}}
-    for key in ("multilabel", "include_background", "batch", "validate", "complement"):
+    for key in ("multilabel", "include_background", "validate", "complement"):  # batch: check_shared
         if not _is_bool(c[key]):
             raise ValueError(f"{key} must be True or False, got {c[key]!r}")
     _translate_monai(common, c)
