@@ -200,3 +200,43 @@ def test_a_continuation_that_cannot_load_its_checkpoint_keeps_the_finished_run(t
         train_and_evaluate({**cfg, "stop_after": 5}, run, progress=False)
     kept = json.loads((run / "summary.json").read_text())
     assert kept["status"] == "finished" and kept["stop_epoch"] == first["stop_epoch"] == 2
+
+
+def test_larger_epochs_continue_a_plateau_run_that_its_maximum_ended(tmp_path, monkeypatch):
+    from unifocal.training.loop import continues_finished_run
+
+    losses = [1.0 - 0.05 * e for e in range(10)]  # still improving when the maximum ends the run
+    cfg = tiny_config(scheme="adam", adam_schedule="plateau", lr_patience=2, dataset=SMALL)
+    _script(monkeypatch, losses)
+    whole = train_and_evaluate({**cfg, "epochs": 8}, tmp_path / "whole", progress=False)
+    _script(monkeypatch, losses)
+    run = tmp_path / "cut"
+    first = train_and_evaluate({**cfg, "epochs": 5}, run, progress=False)
+    assert (first["stop_epoch"], first["stop_reason"]) == (5, "epochs")
+    # the plateau schedule does not read epochs: it is only the maximum, outside the configuration guard
+    assert continues_finished_run(run, {**cfg, "epochs": 8})
+    assert not continues_finished_run(run, {**cfg, "epochs": 5})
+    seen = _script(monkeypatch, losses)
+    again = train_and_evaluate({**cfg, "epochs": 8}, run, progress=False)
+    assert seen == [6, 7, 8]
+    assert (again["stop_epoch"], again["epochs"], again["best_epoch"]) == (8, 8, whole["best_epoch"])
+    assert [r["train_loss"] for r in _log(run)] == [r["train_loss"] for r in _log(tmp_path / "whole")]
+    assert [r["lr"] for r in _log(run)] == [r["lr"] for r in _log(tmp_path / "whole")]
+    # a smaller maximum later neither continues nor is refused: the run keeps its 8 epochs
+    assert train_and_evaluate({**cfg, "epochs": 5}, run, progress=False)["stop_epoch"] == 8
+
+
+def test_epochs_stay_guarded_where_the_schedule_reads_them(tmp_path, monkeypatch):
+    from unifocal.training.config import schedule_uses_epochs
+    from unifocal.training.loop import continues_finished_run
+
+    assert not schedule_uses_epochs({"scheme": "adam", "adam_schedule": "plateau"})
+    assert schedule_uses_epochs({"scheme": "adam", "adam_schedule": "cosine"})
+    assert schedule_uses_epochs({"scheme": "sgd", "adam_schedule": "plateau"})
+    cfg = tiny_config(scheme="sgd", lr=0.01, dataset=SMALL)
+    _script(monkeypatch, [1.0 - 0.05 * e for e in range(10)])
+    run = tmp_path / "run"
+    train_and_evaluate({**cfg, "epochs": 4}, run, progress=False)
+    assert not continues_finished_run(run, {**cfg, "epochs": 8})  # poly decay over 8 epochs is another course
+    with pytest.raises(ValueError, match=r"different configuration \(epochs: 4 -> 8"):
+        train_and_evaluate({**cfg, "epochs": 8}, run, progress=False)

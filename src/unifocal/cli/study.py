@@ -1,4 +1,5 @@
-"""``unifocal study``: ``compare`` (the paper's loss comparison), ``tune`` (Table 2 grids), ``report``.
+"""``unifocal study``: ``compare`` (the paper's loss comparison), ``tune`` (Table 2 grids), ``converge``
+(continue the runs that did not converge), ``report``.
 
 The commands reach the study stage through the package :mod:`unifocal.study`, which loads its modules
 (torch, matplotlib, SciPy) on first use, not with ``unifocal --help``.
@@ -132,6 +133,49 @@ def tune(
     """Tune the Unified Focal loss on the Table 2 grids (or a user grid)."""
     _plan_and_run("tune", grid, loss, output, folds, fold, save_predictions, splits_dir, runner, workers,
                   ray_address, cpus_per_run, gpus_per_run, dry_run, quiet, seeds, settings or {})
+
+
+@study_app.command()
+def converge(
+    runs_dir: Path = typer.Argument(..., help="Study folder with run folders."),
+    tolerance: float = typer.Option(0.02, "--tolerance", help="Convergence criterion: the largest last-quarter "
+                                    "gain of the best validation DSC that counts as converged."),
+    factor: float = typer.Option(2.0, "--factor", help="Multiply the limits (epochs under the plateau schedule, "
+                                 "patience, stop_after) of every unconverged run by this."),
+    runner: str = _COMMON["runner"], workers: int = _COMMON["workers"],
+    ray_address: str | None = _COMMON["ray_address"], cpus_per_run: float = _COMMON["cpus_per_run"],
+    gpus_per_run: float = _COMMON["gpus_per_run"], dry_run: bool = _COMMON["dry_run"],
+    quiet: bool = quiet_option(),
+) -> None:
+    """Continue the runs that did not converge, from their last epoch, under larger limits.
+
+    The runs are those the report's convergence table flags (last-quarter gain above --tolerance); each
+    goes on exactly as if it had been started with the larger limits. See docs/study.md, "Convergence"."""
+    console = Console()
+    with user_errors():
+        plan, notes = stage.converge_plan(runs_dir, tolerance=tolerance, factor=factor)
+    for n in notes:
+        console.print(f"[yellow]not continued[/yellow] {n}")
+    if not plan:
+        console.print(f"No run of {runs_dir} to continue (tolerance {tolerance:g}).")
+        if notes:
+            raise typer.Exit(EXIT_FAILED)
+        return
+    for c in plan:
+        console.print(f"  continue {c.describe()}")
+    if dry_run:
+        return
+    with user_errors():
+        outcomes = stage.run_study([c.spec for c in plan], runner, workers=workers, ray_address=ray_address,
+                                   cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                                   progress=not quiet and runner == "local" and workers == 1,
+                                   on_done=lambda o: console.print(f"  {o.status:8s} {o.name}  {o.seconds:.1f} s"))
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        console.print(f"[red]{o.name} failed[/red]: {o.error}")
+    console.print(f"Report: unifocal study report {runs_dir}")
+    if failed or notes:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @study_app.command()

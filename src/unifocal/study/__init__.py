@@ -15,6 +15,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["PAPER_SETTINGS", "TABLE2_GRIDS", "RunSpec", "arm_name", "compare_plan", "parse_grid",
                      "parse_losses", "parse_seeds", "prepare_study", "table2_lambda", "tune_plan"], "plan"),
+    **dict.fromkeys(["Continuation", "converge_plan"], "converge"),
     **dict.fromkeys(["Report", "make_report"], "report"),
     **dict.fromkeys(["Arm", "RunResult", "aggregate", "collect_runs", "group_arms", "paired_wilcoxon"],
                     "results"),

@@ -37,7 +37,8 @@ from unifocal.data import load_dataset
 from unifocal.data.phantom import PHANTOM_DEFAULTS
 
 __all__ = ["ALL_FOLDS", "NOT_GUARDED", "SCHEMES", "TrainConfig", "build_config", "load_config_file", "not_guarded", "open_dataset",
-           "parse_key_values", "parse_size", "resolve_config", "setting", "setting_fields", "settings_table"]
+           "parse_key_values", "parse_size", "resolve_config", "schedule_uses_epochs", "setting", "setting_fields",
+           "settings_table"]
 
 SCHEMES = ("sgd", "adam", "sota")
 #: The built-in phantom datasets (names accepted instead of a path).
@@ -154,6 +155,15 @@ def not_guarded() -> tuple[str, ...]:
 
 
 NOT_GUARDED = not_guarded()
+
+
+def schedule_uses_epochs(config: dict[str, Any] | TrainConfig) -> bool:
+    """Whether ``epochs`` shapes a run's course, not only where it stops: the learning-rate schedule of
+    every scheme reads it (polynomial decay, cosine annealing) except ``adam`` with ``adam_schedule:
+    plateau``, which follows the validation loss. Where it does not, ``epochs`` is only the maximum, and a
+    run ended by it continues under a larger one (:func:`unifocal.training.loop.continues_finished_run`)."""
+    d = config.to_dict() if isinstance(config, TrainConfig) else config
+    return not (d.get("scheme") == "adam" and d.get("adam_schedule") == "plateau")
 
 
 def _bound(x: float) -> str:

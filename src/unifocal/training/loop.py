@@ -21,13 +21,17 @@ Epochs and batches are numbered from 1 in logs and messages. Per epoch ``e``:
 ``stop_after`` N ends training after epoch N of a schedule that still runs over ``epochs`` (a run
 stopped to save time once its course is clear). ``stop_after`` and ``patience`` decide only where a run
 stops, never its course, so neither is part of the configuration guard: an interrupted run can be
-resumed with other values. ``summary.json`` says ``stopped_early`` for both, and ``stop_reason`` says
-which limit ended the run (``patience``, ``stop_after`` or ``epochs``). A finished run that
+resumed with other values. The same holds for ``epochs`` under the one schedule that does not read it
+(``adam`` with ``adam_schedule: plateau``, :func:`unifocal.training.config.schedule_uses_epochs`): there
+it is only the maximum. ``summary.json`` says ``stopped_early`` for the first two, and ``stop_reason``
+says which limit ended the run (``patience``, ``stop_after`` or ``epochs``). A finished run that
 ``stop_after`` ended continues from its ``checkpoints/last.pt`` when it is run again with a larger
-``stop_after`` (or none), and one that ``patience`` ended when it is run again with a larger ``patience``
-(or none): its last-epoch state is restored, training goes on up to the new limit, and the evaluation and
+``stop_after`` (or none), one that ``patience`` ended when it is run again with a larger ``patience``
+(or none), and one that ``epochs`` ended under the plateau schedule when it is run again with larger
+``epochs``: its last-epoch state is restored, training goes on up to the new limit, and the evaluation and
 ``summary.json`` are written again (:func:`continues_finished_run`); the result is the run the new
-limits would have given from the start.
+limits would have given from the start (``unifocal study converge`` continues this way the runs that
+did not converge).
 
 Early stopping: with ``patience`` P, training stops after epoch ``e`` when the validation loss has not
 improved for P epochs (``e - best_epoch >= P``); ``epochs`` is then the maximum. ``summary.json``
@@ -82,6 +86,7 @@ from unifocal.training.config import (
     open_dataset,
     read_yaml_mapping,
     resolve_config,
+    schedule_uses_epochs,
 )
 from unifocal.training.diagnostics import Diagnostics
 from unifocal.training.evaluation import aggregate, evaluate_cases, write_metrics_csv
@@ -338,6 +343,8 @@ def _comparable(d: dict[str, Any]) -> dict[str, Any]:
     d = json.loads(json.dumps(d))  # plain data: tuples become lists, as in config.yaml
     for k in not_guarded():
         d.pop(k, None)
+    if not schedule_uses_epochs(d):
+        d.pop("epochs", None)  # only the maximum: the schedule follows the validation loss
     ds = d.get("dataset")
     if isinstance(ds, dict) and isinstance(ds.get("path"), str) and os.path.isabs(ds["path"]):
         ds["path"] = os.path.normpath(ds["path"])
@@ -391,7 +398,8 @@ def _stop_reason(summary: dict[str, Any], saved: dict[str, Any]) -> str:
 
 def continues_finished_run(run_dir: str | Path, config: dict[str, Any] | TrainConfig) -> bool:
     """Whether ``run_dir`` holds a finished run that ``config`` continues: the run was ended by its
-    ``stop_after`` or its ``patience``, its ``checkpoints/last.pt`` is still there, and ``config`` lets it
+    ``stop_after``, its ``patience``, or (under the plateau schedule, which does not read it) its
+    ``epochs``, its ``checkpoints/last.pt`` is still there, and ``config`` lets it
     go on: ``min(epochs, stop_after)`` beyond the run's ``stop_epoch``, and (for a run ended by its
     patience) no ``patience`` or one larger than the epochs the run went without improving. The
     configuration guard still applies when the run is started."""
@@ -402,7 +410,7 @@ def continues_finished_run(run_dir: str | Path, config: dict[str, Any] | TrainCo
         return False
     saved = read_yaml_mapping(cfg_path, "the run's configuration")
     reason = _stop_reason(done, saved)
-    if reason not in ("stop_after", "patience"):
+    if reason not in ("stop_after", "patience") and not (reason == "epochs" and not schedule_uses_epochs(saved)):
         return False
     cfg = config if isinstance(config, TrainConfig) else resolve_config(config)
     stop = int(done["stop_epoch"])
