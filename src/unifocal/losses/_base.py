@@ -52,8 +52,45 @@ F = TypeVar("F", bound=Callable[..., Tensor])
 
 def describe(prep: Prepared, terms: Callable[..., Terms], params: Mapping[str, Any]) -> Terms:
     """The loss's description on ``prep`` (background left out with ``include_background=False``,
-    region terms of the region alone with MONAI's ``sigmoid=True``)."""
-    return describe_on(terms, prep.classes, dict(params), exclude_background=prep.exclude_background)
+    region terms of the region alone with MONAI's ``sigmoid=True``).
+
+    Made once per (loss, settings, number of classes): the same :class:`Terms` object is returned for
+    the same key, so that what the fused path derives from it is derived once too. Settings that cannot
+    be a key (unhashable) are described anew every call.
+    """
+    try:
+        key = (terms, prep.num_classes, prep.exclude_background, _frozen(prep.common), _frozen(params))
+        hash(key)
+    except TypeError:
+        return describe_on(terms, prep.classes, dict(params), exclude_background=prep.exclude_background)
+    t = _DESCRIBED.get(key)
+    if t is None:
+        t = describe_on(terms, prep.classes, dict(params), exclude_background=prep.exclude_background)
+        if len(_DESCRIBED) > 256:
+            _DESCRIBED.clear()
+        _DESCRIBED[key] = t
+    return t
+
+
+_DESCRIBED: dict[tuple, Terms] = {}
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _frozen(d: Mapping[str, Any]) -> tuple:
+    """``d`` as a key of plain values only (numbers, strings, and lists / tuples of them): a tensor or
+    an array hashes by identity, which a new object may reuse, so it is refused (``TypeError``)."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, list | tuple):
+            if not all(isinstance(e, _PLAIN) for e in v):
+                raise TypeError(k)
+            v = ("seq", *v)
+        elif not isinstance(v, _PLAIN):
+            raise TypeError(k)
+        out.append((k, v))
+    return tuple(out)
 
 
 def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: Mapping[str, Any],

@@ -188,7 +188,7 @@ def _as_label_map(target: Tensor, validate: bool) -> Tensor:
         _require(torch.eq(target, target.round()).all(),
                  "a floating target of this shape is read as labels, but it has non-integer values; pass "
                  "integer labels, or a one-hot / soft target with one channel per class")
-    return target.long()
+    return target if target.dtype == torch.int64 else target.long()
 
 
 def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
@@ -214,7 +214,7 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
     spatial = tuple(pred.shape[2:])
     k = max(c, 2)
     # float64 stays float64 (gradcheck, re-derivations); every other dtype is computed in float32
-    x = pred if pred.dtype == torch.float64 else pred.float()
+    x = pred if pred.dtype in (torch.float32, torch.float64) else pred.float()
     if validate and x.numel():
         lo, hi = _extrema(x)  # one pass, no temporary
         _require(_finite(lo, hi), "pred contains NaN or Inf values")

@@ -289,6 +289,21 @@ def _outputs(ctx: Any, x: Tensor, dist: Tensor | None, tp: Tensor | None, psum: 
     return tuple(out)  # type: ignore[return-value]
 
 
+#: ``[n, ΣP_1, TP_1, Σg_1]`` to ``[TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1]``, row-major ``(4, 6)``:
+#: ``TP_0 = n - ΣP_1 - Σg_1 + TP_1``, ``ΣP_0 = n - ΣP_1``, ``Σg_0 = n - Σg_1`` (the statistics a custom
+#: region function receives).
+_BINARY_STATS = (1.0, 0.0, 1.0, 0.0, 1.0, 0.0,
+                 -1.0, 0.0, -1.0, 1.0, 0.0, 0.0,
+                 1.0, 1.0, 0.0, 0.0, 0.0, 0.0,
+                 -1.0, 0.0, 0.0, 0.0, -1.0, 1.0)
+
+#: ``u = [n, ΣP_1, TP_1, Σg_1]`` to ``[TP_0, TP_1, E, F]``, row-major ``(4, 4)``, with ``E = ΣP_1 - TP_1``
+#: (``FP_1 = FN_0``) and ``F = Σg_1 - TP_1`` (``FN_1 = FP_0``): two classes have four statistics, not six.
+_BINARY_TEF = (1.0, 0.0, 0.0, 0.0,
+               -1.0, 0.0, 1.0, 0.0,
+               1.0, 1.0, -1.0, -1.0,
+               -1.0, 0.0, 0.0, 1.0)
+
 def _by_class_(t: Tensor, m1: Tensor, v0: float, v1: float) -> Tensor:
     """``t · v_t`` in place, ``v_t = v0 + (v1 - v0)·m1`` the value of each position's class (two classes)."""
     if v0 == v1:
@@ -298,145 +313,232 @@ def _by_class_(t: Tensor, m1: Tensor, v0: float, v1: float) -> Tensor:
     return t.addcmul_(t, m1, value=(v1 - v0) / v0).mul_(v0)
 
 
-def _row_dot(a: Tensor, b: Tensor) -> Tensor:
-    """``Σ_n a·b`` per row of ``(B, N)`` tensors.
+def _per_class(v: float | tuple[float, ...], k: int = 2) -> list[float]:
+    return [float(v)] * k if isinstance(v, float | int) else [float(e) for e in v]
 
-    One row: a matrix product, with no product buffer. Several: the product and a sum, since a
-    batched matrix-vector product measured about five times slower on CPU.
+
+def _binary_closed_form(u: Tensor, regions: list, classes: list[int] | None,
+                        pool: tuple[bool, int]) -> tuple[Tensor, Tensor]:
+    """Region terms of two classes in closed form on ``u = [n, ΣP_1, TP_1, Σg_1]`` per row ``(B', 4)``.
+
+    ``[TP_0, TP_1, E, F] = u @ _BINARY_TEF`` (differences formed explicitly, so that a perfect prediction,
+    ``E = F = 0``, gives ``TI = 1`` exactly, as on the autograd path), then for every :class:`Tversky`
+    term ``[N_0, N_1, D_0, D_1] = s + [TP_0, TP_1, E, F] @ M`` with ``N_c = TP_c``,
+    ``D_0 = TP_0 + w_FN,0·E + w_FP,0·F``, ``D_1 = TP_1 + w_FP,1·E + w_FN,1·F``; ``TI = N / D``. The
+    gradient of ``R`` in ``(N, D)`` is ``(G / D, -G·TI / D)`` with ``G = ∂R/∂TI`` (class weight and term
+    scale included), taken back to ``u`` by one product with ``(T @ M)ᵀ``. The constant matrices of a
+    description are made once per device and dtype (:func:`_binary_plan`).
+
+    Returns the per-row value ``(B',)`` (pooled values spread to their rows with ``batch=True``) and
+    ``∂/∂u`` of the per-row (or pooled) value, ``(B'', 4)``: only its columns 1 and 2 (``ΣP_1``,
+    ``TP_1``) reach the probabilities.
     """
-    if a.shape[0] == 1:
-        return torch.mm(a, b.t()).view(1)
-    return torch.mul(a, b).sum(-1)
+    batch, channels = pool
+    rows = u.shape[0]
+    if batch:
+        u = u.view(-1, channels, 4).sum(0)
+    tef_m, terms_plan = _binary_plan(regions, classes, u)
+    tef = u.matmul(tef_m)
+    value = du = None
+    for smooth, m, tm, w, exponent, coef in terms_plan:
+        nd = torch.addmm(smooth, tef, m)
+        n, d = nd.split(2, 1)
+        ti = torch.div(n, d)
+        if exponent is None:
+            r, g = ti, coef
+        else:
+            x = torch.rsub(ti, 1.0)
+            ok = x >= POW_FLOOR
+            xc = x.clamp_min_(POW_FLOOR)
+            if isinstance(exponent, float) and exponent == 1.0:
+                r = xc
+                g = ok.to(ti.dtype).mul_(coef)
+            else:
+                r = xc.pow(exponent)
+                g = r.div(xc).mul_(ok).mul_(coef)
+        v = r.matmul(w)
+        value = v if value is None else value.add_(v)
+        gn = g / d
+        dd = torch.cat([gn, gn * ti], 1).matmul(tm)  # (∂/∂N, ∂/∂D) @ (T @ M)ᵀ: ∂/∂u of this term
+        du = dd if du is None else du.add_(dd)
+    return spread(value, rows), du
 
 
-#: ``[n, ΣP_1, TP_1, Σg_1]`` to ``[TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1]``, row-major ``(4, 6)``:
-#: ``TP_0 = n - ΣP_1 - Σg_1 + TP_1``, ``ΣP_0 = n - ΣP_1``, ``Σg_0 = n - Σg_1``.
-_BINARY_STATS = (1.0, 0.0, 1.0, 0.0, 1.0, 0.0,
-                 -1.0, 0.0, -1.0, 1.0, 0.0, 0.0,
-                 1.0, 1.0, 0.0, 0.0, 0.0, 0.0,
-                 -1.0, 0.0, 0.0, 0.0, -1.0, 1.0)
+def _binary_plan(regions: list, classes: list[int] | None, like: Tensor) -> tuple[Tensor, list[tuple]]:
+    """The constants of :func:`_binary_closed_form` for ``regions``, made once per (regions, classes,
+    device, dtype): ``_BINARY_TEF`` and, per term, ``(s, M, (T @ M)ᵀ, class weights, exponent, ∂R/∂TI
+    factor)`` (the exponent a number when every class shares it, the factor a number when it is shared)."""
+    key = (id(regions), tuple(classes) if classes is not None else None, like.device, like.dtype)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is regions:
+        return hit[1]
+    cls = [0.5, 0.5] if classes is None else [1.0 / len(classes) if c in classes else 0.0 for c in range(2)]
+    out = []
+    for scale, term, _ in regions:
+        wfp, wfn = _per_class(term.fp_weight), _per_class(term.fn_weight)
+        m = (1.0, 0.0, 1.0, 0.0,
+             0.0, 1.0, 0.0, 1.0,
+             0.0, 0.0, wfn[0], wfp[1],
+             0.0, 0.0, wfp[0], wfn[1])
+        w = [c * scale for c in cls]
+        if term.exponent is None:
+            exponent, coef = None, _number_or_vector(w, like)
+        else:
+            e = [float(v) for v in term.exponent]
+            exponent = e[0] if len(set(e)) == 1 else constant(e, like)
+            coef = _number_or_vector([-wc * ec for wc, ec in zip(w, e, strict=True)], like)
+        out.append((constant((term.smooth,), like), constant(m, like).view(4, 4),
+                    constant(_binary_tm(m), like).view(4, 4), constant(w, like), exponent, coef))
+    plan = (constant(_BINARY_TEF, like).view(4, 4), out)
+    if len(_PLANS) > 256:
+        _PLANS.clear()
+    _PLANS[key] = (regions, plan)  # the regions object itself is kept, so that its id is not reused
+    return plan
+
+
+_PLANS: dict[tuple, tuple] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _binary_tm(m: tuple[float, ...]) -> tuple[float, ...]:
+    """``(T @ M)ᵀ`` with the second half of the rows negated (``∂/∂D`` enters as ``-G·TI/D``), row-major."""
+    t = [_BINARY_TEF[4 * i:4 * i + 4] for i in range(4)]
+    mm = [m[4 * i:4 * i + 4] for i in range(4)]
+    tm = [[sum(t[i][j] * mm[j][c] for j in range(4)) for c in range(4)] for i in range(4)]  # (4 u, 4 nd)
+    # rows of the result: the 4 columns of [N, D] (N_0, N_1, D_0, D_1); D's rows negated
+    return tuple((-1.0 if r >= 2 else 1.0) * tm[i][r] for r in range(4) for i in range(4))
 
 
 class _FusedBinaryLoss(torch.autograd.Function):
     """Two classes: everything is a function of the logit difference ``z = x_1 - x_0``.
 
-    With ``a = ±z`` signed towards the target, ``log p_t = log σ(a)`` and ``log(1 - p_t) = log σ(a) - a``
-    exactly, and ``d/da [-w (1-p)^γ log p] = w (1-p)^γ (γ p log p - (1 - p))``: no division anywhere.
-    The region terms need only ``Σ p_1``, ``Σ m_1 p_1`` and ``Σ m_1`` (class 0 follows from them), and
-    their gradient in ``p_1`` is ``v(A_1 - A_0 - B_0) + m_1 (B_1 + B_0)``. The logit gradient is
-    ``(-dz, dz)``.
+    With ``a = ±z`` signed towards the target, ``log p_t = log σ(a)`` (``softplus(a, β=-1)``, exact for
+    any finite ``a``), ``log(1 - p_t) = log p_t - a`` exactly, ``p_t = σ(a)``, and
+    ``d/da [-w (1-p)^γ log p] = w (1-p)^γ (γ p log p + p - 1)``: no division anywhere. The region terms need
+    only ``u = [n, ΣP_1, TP_1, Σg_1]`` per row (class 0 follows from it, :func:`_binary_closed_form`), and
+    their gradient in ``p_1`` is ``v·∂R/∂ΣP_1 + m_1·∂R/∂TP_1``, times ``σ'(z) = p_t (1 - p_t)``. The logit
+    gradient is ``(-∂/∂z, ∂/∂z)``. Without pooling (``batch=False``) the whole ``∂(row loss)/∂z`` is formed in
+    the forward pass and the backward pass only scales it by the incoming gradient of each row.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
                 terms: Terms, closed: tuple | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        # in place wherever possible: on CPU, first-touch page faults of fresh buffers cost more than
-        # the arithmetic
+        # five (B, N) buffers, everything else in place: on CPU a fresh large tensor costs first-touch
+        # page faults worth several arithmetic passes
         ctx.set_materialize_grads(False)
         b, _, n = x.shape
-        z = torch.sub(x[:, 1], x[:, 0])
+        x0, x1 = x.unbind(1)
+        z = torch.sub(x1, x0)
         m1 = labels.to(x.dtype)  # ignored positions carry label 0, so m1 is already 0 there
-        dp1 = tp = psum = count = None
-        buf = torch.empty_like(m1)  # scratch for the products summed below, then the sign
+        d_dz = dist = u = dp = None
+        tp = psum = count = None
         if terms.regions:
-            p1 = torch.sigmoid(z)
-            nv = n_valid
-            tp1 = torch.mul(m1, p1, out=buf).sum(-1)
-            ps1 = p1.sum(-1) if valid is None else torch.mul(p1, valid, out=buf).sum(-1)
-            c1 = m1.sum(-1)
-            # [TP_0, TP_1, ΣP_0, ΣP_1, Σg_0, Σg_1] = [n, ΣP_1, TP_1, Σg_1] @ _BINARY_STATS: one product
-            stats = torch.stack([nv, ps1, tp1, c1], 1).matmul(constant(_BINARY_STATS, nv).view(4, 6))
-            tp, psum, count = stats[:, 0:2], stats[:, 2:4], stats[:, 4:6]
-            dp1 = p1.addcmul_(p1, p1, value=-1.0)  # σ'(z) = p1 (1 - p1): all the backward pass needs
-        dist = d_dz = None
+            dp = torch.sigmoid(z)  # p_1
+            s1 = dp.sum(-1) if valid is None else torch.linalg.vecdot(dp, valid)
+            u = torch.stack([n_valid, s1, torch.linalg.vecdot(dp, m1), m1.sum(-1)], 1)  # [n, ΣP_1, TP_1, Σg_1]
+            dp.addcmul_(dp, dp, value=-1.0)  # σ'(z) = p_1 (1 - p_1)
+            if closed is None:  # a custom region function: the statistics as outputs, autograd on them
+                stats = u.matmul(constant(_BINARY_STATS, u).view(4, 6))
+                tp, psum, count = stats[:, 0:2], stats[:, 2:4], stats[:, 4:6]
         if terms.coef:
-            sign = torch.mul(m1, 2.0, out=buf).sub_(1.0)
-            a = z.mul_(sign)  # the logit signed towards the target: p_t = σ(a)
-            sp = torch.nn.functional.softplus(a)  # -log(1 - p_t); far faster than logsigmoid on CPU
-            logp = a.sub_(sp)
-            pt = torch.exp(logp, out=buf)  # the sign is made again at the end: one buffer fewer
-            fold = terms.modulated and terms.weight is not None and min(terms.weight) > 0
-            w_t = None
-            if terms.weight is not None and not fold:
-                w0, w1 = terms.weight
-                w_t = torch.mul(m1, w1 - w0).add_(w0) if w0 != w1 else w0
+            a = z.neg_().addcmul_(z, m1, value=-2.0)  # -z + 2 z m_1: the logit signed towards the target
+            lp = torch.ops.aten.softplus.out(a, -1.0, _threshold(x), out=torch.empty_like(a))  # log p_t
+            pt = torch.sigmoid(a, out=torch.empty_like(a))
+            w0, w1 = terms.weight if terms.weight is not None else (1.0, 1.0)
+            fold = min(w0, w1) > 0  # w_t = w_0 · exp(m_1 log(w_1 / w_0)), folded into the modulation
+            g0, g1 = terms.gamma if terms.modulated else (0.0, 0.0)
+            mod = None
             if terms.modulated:
-                g0, g1 = terms.gamma
-                logmod = _by_class_(sp, m1, -g0, -g1)  # -γ_t log(1/(1-p_t)) = log (1 - p_t)^γ
-                if fold:
-                    # fold the class weight in: w_t (1-p_t)^γ = exp(log w_0 + m1 log(w_1/w_0) + ...)
-                    w0, w1 = terms.weight
-                    logmod.add_(m1, alpha=math.log(w1 / w0)).add_(math.log(w0))
-                mod = logmod.exp_()  # w_t (1 - p_t)^γ (w_t when folded)
-                if w_t is not None:
-                    mod.mul_(w_t)
-                if valid is not None:
-                    mod.mul_(valid)
-                neg_f = _row_dot(mod, logp)  # Σ w_t (1-p_t)^γ log p_t = -Σ f
-                # d/da of -w_t (1-p)^γ log p = w_t (1-p)^γ (γ_t p log p + p - 1), in log p's buffer
-                d_da = _by_class_(logp, m1, g0, g1).mul_(pt).add_(pt).sub_(1.0).mul_(mod)
+                mod = _by_class_(torch.sub(lp, a, out=a), m1, g0, g1)  # log (1 - p_t)^γ_t, in a's buffer
+                if fold and w0 != w1:
+                    mod.add_(m1, alpha=math.log(w1 / w0))
+                mod.exp_()  # (w_t / w_0) (1 - p_t)^γ_t
+            elif fold and w0 != w1:
+                mod = torch.mul(m1, (w1 - w0) / w0, out=a).add_(1.0)  # w_t / w_0
+            if not fold:  # a class weight of zero: w_t itself, and the scalar factor 1
+                w_t = torch.mul(m1, w1 - w0, out=a if mod is None else torch.empty_like(a)).add_(w0)
+                mod = w_t if mod is None else mod.mul_(w_t)
+                w0 = 1.0
+            if valid is not None:
+                mod = valid if mod is None else mod.mul_(valid)
+            neg_f = lp.sum(-1) if mod is None else torch.linalg.vecdot(mod, lp)  # Σ (w_t/w_0)(1-p_t)^γ log p_t
+            # d/da: (w_t/w_0)(1-p_t)^γ (γ_t p_t log p_t + p_t - 1), in p_t's buffer
+            if g0 or g1:
+                pt.addcmul_(pt, _by_class_(lp, m1, g0, g1))
+            h = pt.sub_(1.0)
+            if mod is not None:
+                h.mul_(mod)
+            d_dz = h.addcmul_(h, m1, value=-2.0)  # -h·sign, sign = 2 m_1 - 1
+            if valid is None:  # n_valid is n everywhere: numbers, no tensor operations
+                dist = neg_f.mul_(-terms.coef * w0 / n)
+                d_dz.mul_(-terms.coef * w0 / n)
             else:
-                if w_t is not None:
-                    logp.mul_(w_t)
-                if valid is not None:
-                    logp.mul_(valid)
-                neg_f = logp.sum(-1)
-                d_da = pt.sub_(1.0)
-                if w_t is not None:
-                    d_da.mul_(w_t)
-                if valid is not None:
-                    d_da.mul_(valid)
-            sign = torch.mul(m1, 2.0, out=z if d_da is buf else buf).sub_(1.0)
-            if valid is None:  # n_valid is n everywhere: a number, no tensor operations
-                dist = neg_f.mul_(-terms.coef / n)
-                d_dz = d_da.mul_(sign).mul_(terms.coef / n)
+                dist = neg_f.div_(n_valid).mul_(-terms.coef * w0)
+                d_dz.mul_((n_valid.reciprocal() * (-terms.coef * w0)).unsqueeze(1))
+        ctx.shape, ctx.closed_grads = x.shape, None
+        if closed is not None and u is not None:
+            region, du = _binary_closed_form(u, *closed)
+            dist = region if dist is None else dist.add_(region)
+            alpha, beta = du[:, 1:2], du[:, 2:3]
+            if not closed[2][0]:  # per row: the whole ∂(row loss)/∂z now, in dp's buffer
+                w = m1.mul_(beta)  # m_1 is not needed any more
+                w.add_(alpha) if valid is None else w.addcmul_(valid, alpha)
+                gz = dp.mul_(w)
+                d_dz = gz if d_dz is None else d_dz.add_(gz)
+                dp = None
             else:
-                dist = neg_f.div_(n_valid).mul_(-terms.coef)
-                d_dz = d_da.mul_(sign).mul_((terms.coef / n_valid).unsqueeze(1))
-        ctx.save_for_backward(d_dz, dp1, m1, valid)
-        ctx.shape = x.shape
-        out = _outputs(ctx, x, dist, tp, psum, count, closed)
-        if ctx.closed is not None:
-            # the backward pass needs only α = A_1 - A_0 - B_0 and β = B_1 + B_0 (class docstring):
-            # formed here once, ``[B_0, B_1, A_0, A_1] @ _ALPHA_BETA``
-            a_tp, a_ps, pool = ctx.closed
-            ctx.closed = (torch.cat([a_tp, a_ps], 1).matmul(constant(_ALPHA_BETA, a_tp).view(4, 2)), None, pool)
-        return out
+                ctx.closed_grads = (alpha, beta, closed[2][1])
+        ctx.save_for_backward(d_dz, dp, m1 if dp is not None else None, valid if dp is not None else None)
+        if dist is None:
+            dist = x.new_zeros(b)
+            ctx.mark_non_differentiable(dist)
+        if tp is None:  # the loss alone (every region term in closed form, or none)
+            return dist
+        ctx.mark_non_differentiable(count)
+        return dist, tp, psum, count
 
     @staticmethod
     @_first_derivative_only
     @once_differentiable
-    def backward(ctx: Any, g_dist: Tensor | None, dtp: Tensor | None, dps: Tensor | None,
-                 _g_count: Tensor | None) -> tuple[Tensor | None, ...]:
-        d_dz, dp1, m1, valid = ctx.saved_tensors
+    def backward(ctx: Any, g_dist: Tensor | None, *stats: Tensor | None) -> tuple[Tensor | None, ...]:
+        dtp, dps = stats[:2] if stats else (None, None)
+        d_dz, dp, m1, valid = ctx.saved_tensors
         alpha = beta = None
-        if ctx.closed is not None and g_dist is not None:
-            ab = _closed_form_grads(ctx, g_dist)[0]
-            alpha, beta = ab[:, :1], ab[:, 1:]
-        if g_dist is None:
-            d_dz = None
-        if alpha is None and (dtp is not None or dps is not None):
+        if ctx.closed_grads is not None and g_dist is not None:  # pooled region terms
+            a0, b0, channels = ctx.closed_grads
+            go = g_dist.view(-1, channels).sum(0).unsqueeze(1)
+            reps = g_dist.shape[0] // channels
+            alpha, beta = (a0 * go).repeat(reps, 1), (b0 * go).repeat(reps, 1)
+        elif dtp is not None or dps is not None:  # a custom region function
             dtp = dtp if dtp is not None else torch.zeros_like(dps)
             dps = dps if dps is not None else torch.zeros_like(dtp)
             alpha = (dps[:, 1] - dps[:, 0] - dtp[:, 0]).unsqueeze(1)
             beta = (dtp[:, 1] + dtp[:, 0]).unsqueeze(1)
+        if g_dist is None:
+            d_dz = None
         if d_dz is None and alpha is None:
             return None, None, None, None, None, None
-        grad = torch.empty(ctx.shape, dtype=m1.dtype, device=m1.device)
+        grad = torch.empty(ctx.shape, dtype=(d_dz if d_dz is not None else dp).dtype,
+                           device=(d_dz if d_dz is not None else dp).device)
         dz = grad[:, 1]  # everything is accumulated in place in the output buffer
         if alpha is not None:
-            torch.mul(m1, beta, out=dz)
             if valid is None:
-                dz.add_(alpha)
+                torch.addcmul(alpha, m1, beta, out=dz)
             else:
-                dz.addcmul_(valid, alpha)
-            dz.mul_(dp1)
+                torch.mul(valid, alpha, out=dz).addcmul_(m1, beta)
+            dz.mul_(dp)
             if d_dz is not None:
                 dz.addcmul_(d_dz, g_dist.unsqueeze(1))
         else:
             torch.mul(d_dz, g_dist.unsqueeze(1), out=dz)
         torch.neg(dz, out=grad[:, 0])
         return grad, None, None, None, None, None
+
+
+def _threshold(x: Tensor) -> float:
+    """``softplus``'s switch to the identity, where ``log(1 + e^{-a})`` is below the dtype's resolution."""
+    return 40.0 if x.dtype == torch.float64 else 20.0
 
 
 def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes: list[int] | None,
@@ -494,10 +596,6 @@ def _closed_form(tp: Tensor, psum: Tensor, count: Tensor, regions: list, classes
     return spread(value, rows), a_tp, a_ps
 
 
-#: ``[B_0, B_1, A_0, A_1]`` to ``[α, β]`` of the two-class backward pass, row-major ``(4, 2)``.
-_ALPHA_BETA = (-1.0, 1.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0)
-
-
 def _add_scaled(a: Tensor, b: Tensor, w: Tensor | float, inplace: bool = False) -> Tensor:
     """``a + w·b`` for a number or a per-class tensor ``w`` (one operation for a number)."""
     if isinstance(w, float):
@@ -532,12 +630,18 @@ def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     library); a custom region function is plain autograd on the statistics the function returns,
     whose gradients then reach the fused backward pass as ``(∂R/∂TP, ∂R/∂ΣP)``.
     """
-    fn = _FusedBinaryLoss if prep.num_classes == 2 else _FusedLoss
     pool = (bool(prep.common["batch"]), prep.channels)
     closed = all(isinstance(f, Tversky) for _, f, _ in terms.regions)
-    value, tp, psum, count = fn.apply(prep.x, prep.labels, prep.valid, prep.n_valid, terms,
-                                      (terms.regions, terms.classes, pool) if closed else None)
-    if closed:
-        return value
+    args = (prep.x, prep.labels, prep.valid, prep.n_valid, terms,
+            (terms.regions, terms.classes, pool) if closed else None)
+    if prep.num_classes == 2:
+        out = _FusedBinaryLoss.apply(*args)
+        if closed or not terms.regions:
+            return out
+        value, tp, psum, count = out
+    else:
+        value, tp, psum, count = _FusedLoss.apply(*args)
+        if closed:
+            return value
     region = spread(region_value(terms, *pooled_stats(tp, psum, count, *pool)), prep.batch_size)
     return value + region if terms.coef else region
