@@ -78,45 +78,6 @@ class _Masks:
         m = torch.eq(self.lf, c, out=self.buf)
         return m.mul_(self.valid) if self.valid is not None else m
 
-    def dot(self, values: list[Tensor], out: Tensor) -> Tensor:
-        """``Σ_c m_c · values_c``: the value at each position's target class, written to ``out``."""
-        out.zero_()
-        for c, v in enumerate(values):
-            out.addcmul_(self.get(c), v)
-        return out
-
-    def at_target(self, vec: list[float], out: Tensor) -> Tensor | float:
-        """``Σ_c m_c · vec_c`` for per-class numbers; classes sharing the commonest value cost nothing.
-
-        (At ignored positions every mask is 0 and the result is that common value; callers mask them.)
-        """
-        ref = max(set(vec), key=vec.count)
-        if all(v == ref for v in vec):
-            return ref
-        out.fill_(ref)
-        for c, v in enumerate(vec):
-            if v != ref:
-                out.add_(self.get(c), alpha=v - ref)
-        return out
-
-
-def _softmax_parts(x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-    """Per-class contiguous probabilities ``(B, N)``, the log-sum-exp ``(B, N)`` and a free buffer.
-
-    Class by class, in place: ``lse = max + log Σ exp(x - max)``, ``p_c = exp(x_c - max) / Σ``. Few
-    fresh buffers matter on CPU, where first-touch page faults of new tensors cost more than the
-    arithmetic.
-    """
-    mx = x.amax(1)
-    ps = [torch.sub(x[:, c], mx).exp_() for c in range(x.shape[1])]
-    s = ps[0].clone()
-    for e in ps[1:]:
-        s.add_(e)
-    for e in ps:
-        e.div_(s)
-    lse = mx.add_(s.log_())
-    return ps, lse, s
-
 
 def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
     """``Σ_{j≠c} p_j`` (= 1 - p_c without cancellation), floored at the smallest normal number."""
@@ -128,25 +89,55 @@ def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
 
 
 class _FusedLoss(torch.autograd.Function):
+    """Three or more classes: one log-softmax, made the probabilities class by class in its own buffer.
+
+    One pass over the classes reads each class mask ``m_c = [t = c]·v`` once: ``log p_t`` and ``p_t``
+    (``Σ_c m_c log p_c`` before, ``Σ_c m_c p_c`` after the class's ``exp_``), the class weight at the
+    target, and the region statistics ``Σg_c``, ``TP_c``, ``ΣP_c``. ``1 - p_c`` of a modulated class is the
+    sum of the other probabilities (no cancellation).
+    """
+
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
                 terms: Terms, closed: tuple | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         ctx.set_materialize_grads(False)
         b, k, _ = x.shape
-        ps, lse, spare = _softmax_parts(x)
+        p = torch.log_softmax(x, 1)  # log p; each class is made p in place below
+        ps = list(p.unbind(1))
         lf = labels.to(x.dtype)
         masks = _Masks(lf, valid)
-        dist = None
-        h = pt = None
-        if terms.coef:
-            logpt = masks.dot(list(x.unbind(1)), torch.empty_like(lf))
-            logpt.sub_(lse if valid is None else lse.mul_(valid))
-            pt = logpt.exp()
-            gam = list(terms.gamma) if terms.modulated else [0.0] * k
-            mod_classes = [c for c in range(k) if gam[c] != 0.0]
-            q = lse  # free from here on
+        coef, regions = bool(terms.coef), bool(terms.regions)
+        gam = list(terms.gamma) if terms.modulated else [0.0] * k
+        mod_classes = [c for c in range(k) if gam[c] != 0.0]
+        wv = list(terms.weight) if coef and terms.weight is not None else None
+        # the class weights fold into the modulation with one modulated class c, positive weights and
+        # every other class sharing one weight: w_t (1-p)^γ = exp(log w_ref + m_c (γ log q + log(w_c/w_ref)))
+        fold = (wv is not None and len(mod_classes) == 1 and min(wv) > 0
+                and len(set(wv[:mod_classes[0]] + wv[mod_classes[0] + 1:])) == 1)
+        w_t: Tensor | float | None = None
+        if wv is not None and not fold:
+            ref = max(set(wv), key=wv.count)  # classes sharing the commonest weight cost nothing
+            w_t = ref if all(v == ref for v in wv) else torch.full_like(lf, ref)
+        logpt = torch.zeros_like(lf) if coef else None
+        pt = torch.zeros_like(lf)  # p_t (0 at ignored positions)
+        tp_l, count_l, psum_l = [], [], []
+        for c in range(k):
+            m_c = masks.get(c)
+            if logpt is not None:
+                logpt.addcmul_(m_c, ps[c])
+            ps[c].exp_()
+            pt.addcmul_(m_c, ps[c])
+            if isinstance(w_t, Tensor) and wv[c] != ref:
+                w_t.add_(m_c, alpha=wv[c] - ref)
+            if regions:
+                count_l.append(m_c.sum(-1))
+                tp_l.append(torch.linalg.vecdot(m_c, ps[c]))
+                psum_l.append(ps[c].sum(-1) if valid is None else torch.linalg.vecdot(ps[c], valid))
+        dist = h = None
+        if coef:
+            q = torch.empty_like(lf)
+            h = torch.mul(pt, logpt)
             weighted = False
-            h = torch.mul(pt, logpt, out=spare)
             if len(mod_classes) == 1:
                 # the asymmetric case: one modulated class c (the background). With q = 1 - p_c as
                 # the sum of the other probabilities (no cancellation), h = p f'(p)/w is
@@ -155,10 +146,7 @@ class _FusedLoss(torch.autograd.Function):
                 _others_sum(ps, c, q)
                 m_c = masks.get(c)
                 h.div_(q).mul_(m_c).mul_(gam[c]).sub_(1.0)
-                wv = list(terms.weight) if terms.weight is not None else None
-                if wv is not None and min(wv) > 0 and len(set(wv[:c] + wv[c + 1:])) == 1:
-                    # fold the class weights into the modulation: w_t (1-p)^γ =
-                    # exp(log w_ref + m_c (γ log q + log(w_c / w_ref))), one buffer fewer
+                if fold:
                     w_ref = wv[1 if c == 0 else 0]
                     mod = q.log_().mul_(gam[c]).add_(math.log(wv[c] / w_ref)).mul_(m_c)
                     mod.add_(math.log(w_ref)).exp_()
@@ -188,27 +176,16 @@ class _FusedLoss(torch.autograd.Function):
                 f = mod.mul_(logpt)  # = -f
             else:
                 f = logpt  # = -f
-            if terms.weight is not None and not weighted:
-                w_t = masks.at_target(list(terms.weight), torch.empty_like(lf))
+            if w_t is not None and not weighted:
                 f = f.mul_(w_t)
                 h.mul_(w_t)
             if valid is not None:
                 h.mul_(valid)  # (f is already 0 at ignored positions: logpt is)
             dist = f.sum(-1).div_(n_valid).mul_(-terms.coef)
         tp = psum = count = None
-        if terms.regions:
-            buf = lse  # free by now: Σ m·p through one scratch buffer, no fresh product per class
-            tp_l, count_l = [], []
-            for c in range(k):
-                m_c = masks.get(c)
-                count_l.append(m_c.sum(-1))
-                tp_l.append(torch.mul(m_c, ps[c], out=buf).sum(-1))
-            tp, count = torch.stack(tp_l, 1), torch.stack(count_l, 1)
-            psum = torch.stack([p.sum(-1) if valid is None else torch.mul(p, valid, out=buf).sum(-1) for p in ps],
-                               dim=1)
-            if pt is None:
-                pt = masks.dot(ps, torch.empty_like(lf))
-        ctx.save_for_backward(*ps, lf, pt, valid, n_valid, h)
+        if regions:
+            tp, count, psum = torch.stack(tp_l, 1), torch.stack(count_l, 1), torch.stack(psum_l, 1)
+        ctx.save_for_backward(p, lf, pt, valid, n_valid, h)
         ctx.terms, ctx.k = terms, k
         return _outputs(ctx, x, dist, tp, psum, count, closed)
 
@@ -220,12 +197,10 @@ class _FusedLoss(torch.autograd.Function):
         if ctx.closed is not None and g_dist is not None:
             dtp, dps = _closed_form_grads(ctx, g_dist)
         k = ctx.k
-        saved = ctx.saved_tensors
-        ps = list(saved[:k])
-        lf, pt, valid, n_valid, h = saved[k:]
+        p, lf, pt, valid, n_valid, h = ctx.saved_tensors
+        ps = list(p.unbind(1))
         masks = _Masks(lf, valid)
         terms: Terms = ctx.terms
-        b = ps[0].shape[0]
         # u: subtracted from every class's p-weighted gradient; e: added at the target class
         if h is not None and g_dist is not None:
             scale = (g_dist * (terms.coef / n_valid)).unsqueeze(1)
@@ -245,23 +220,20 @@ class _FusedLoss(torch.autograd.Function):
                 e.addcmul_(h, scale)
             cols = dps.unsqueeze(-1).unbind(1)
             u = torch.mul(ps[0], cols[0])
-            for p, col in zip(ps[1:], cols[1:], strict=True):
-                u.addcmul_(p, col)
+            for p_c, col in zip(ps[1:], cols[1:], strict=True):
+                u.addcmul_(p_c, col)
             if valid is not None:
                 u.mul_(valid)
             u.add_(e)
+            grad = torch.mul(p, dps.unsqueeze(2))  # p ⊙ A, then ⊙ v, then - p ⊙ u: all classes at once
+            if valid is not None:
+                grad.mul_(valid.unsqueeze(1))
+            grad.addcmul_(p, u.unsqueeze(1), value=-1.0)
         else:
-            u = e = h * scale
-        grad = torch.empty((b, k, ps[0].shape[1]), dtype=ps[0].dtype, device=ps[0].device)
+            e = h * scale
+            grad = torch.mul(p, e.unsqueeze(1)).neg_()
         for c in range(k):
-            g = grad[:, c]
-            if cols is None:
-                torch.mul(ps[c], u, out=g).neg_()
-            elif valid is None:
-                torch.sub(cols[c], u, out=g).mul_(ps[c])
-            else:
-                torch.mul(valid, cols[c], out=g).sub_(u).mul_(ps[c])
-            g.addcmul_(masks.get(c), e)
+            grad[:, c].addcmul_(masks.get(c), e)
         return grad, None, None, None, None, None
 
 
