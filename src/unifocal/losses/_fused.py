@@ -13,7 +13,11 @@ autograd function computes the softmax once, keeps only ``p`` for the backward p
   (:func:`_closed_form`), by autograd on them for any other region function; through the softmax,
   ``∂R/∂x_j = p_j (G_j - Σ_c p_c G_c)``.
 
-Hence ``∂L/∂x = p ⊙ (v·A - s - c) + onehot_t ⊙ (v·p_t B_t + c)`` with ``s = v (Σ_c p_c A_c + p_t B_t)``.
+Hence ``∂L/∂x = p ⊙ (v·A - s - c) + onehot_t ⊙ (v·p_t B_t + c)`` with ``s = v (Σ_c p_c A_c + p_t B_t)``
+(:class:`_FusedLoss`). Two classes take :class:`_FusedBinaryLoss`, where everything is a function of
+the logit difference and the region terms are in closed form on four statistics per row
+(:func:`_binary_closed_form`). On CPU a fresh large tensor costs first-touch page faults worth several
+arithmetic passes, so both write in place wherever they can (``docs/benchmarks.md``).
 The tests check this path against the plain autograd path (:func:`unifocal.losses._core.evaluate`)
 in float64. The backward pass is not itself differentiable (``once_differentiable``): a second
 derivative raises a clear error; one-hot targets take the autograd path, which has one.
