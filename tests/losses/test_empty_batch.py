@@ -55,3 +55,23 @@ def test_torch_cross_entropy_is_the_model():
     assert math.isnan(torch.nn.functional.cross_entropy(x, y).item())
     assert torch.nn.functional.cross_entropy(x, y, reduction="sum").item() == 0.0
     assert math.isnan(L.unified_focal_loss(x, y).item())
+
+
+@pytest.mark.parametrize("fn", LOSSES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("shape", [(2, 2, 0, 4), (2, 3, 0, 4), (2, 1, 0)], ids=str)
+def test_no_positions_gives_what_the_autograd_path_gives(fn, shape):
+    """Images with no positions: the fused path computes what the plain autograd path does (a mean over
+    no positions is NaN, as in ``F.cross_entropy``; a smoothed region ratio stays finite), no error."""
+    from unifocal.losses._base import describe
+    from unifocal.losses._core import evaluate, prepare, reduce
+    from unifocal.spec import check_common
+
+    target = torch.zeros((shape[0], *shape[2:]), dtype=torch.long)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    fused = fn(x, target, reduction="none")
+    common = check_common({})
+    prep = prepare(x, target, common)
+    plain = reduce(evaluate(prep, describe(prep, fn.terms, dict(fn.spec.defaults))), "none")
+    torch.testing.assert_close(fused, plain, equal_nan=True)
+    fused.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape

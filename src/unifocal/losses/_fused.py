@@ -446,7 +446,7 @@ class _FusedBinaryLoss(torch.autograd.Function):
             if mod is not None:
                 h.mul_(mod)
             d_dz = h.addcmul_(h, m1, value=-2.0)  # -h·sign, sign = 2 m_1 - 1
-            if valid is None:  # n_valid is n everywhere: numbers, no tensor operations
+            if valid is None and n:  # n_valid is n everywhere: numbers, no tensor operations
                 dist = neg_f.mul_(-terms.coef * w0 / n)
                 d_dz.mul_(-terms.coef * w0 / n)
             else:
