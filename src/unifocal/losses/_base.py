@@ -102,14 +102,21 @@ def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: M
     ``torch.compile`` traces: the compiler fuses the plain formulation itself, and the fused path's
     backward (autograd on the per-class statistics) would split the graph.
     """
-    with torch.autocast(device_type=pred.device.type, enabled=False):
-        prep = prepare(pred, target, common)
-        t = describe(prep, terms, params)
-        if prep.kind == "logits" and prep.labels is not None and not torch.compiler.is_compiling():
-            per_row = fused_loss(prep, t)
-        else:
-            per_row = evaluate(prep, t)
-        return reduce(prep.unfold(per_row), common["reduction"])
+    if torch.is_autocast_enabled(pred.device.type):
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            return _compute(pred, target, terms, params, common)
+    return _compute(pred, target, terms, params, common)
+
+
+def _compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: Mapping[str, Any],
+             common: dict) -> Tensor:
+    prep = prepare(pred, target, common)
+    t = describe(prep, terms, params)
+    if prep.kind == "logits" and prep.labels is not None and not torch.compiler.is_compiling():
+        per_row = fused_loss(prep, t)
+    else:
+        per_row = evaluate(prep, t)
+    return reduce(prep.unfold(per_row), common["reduction"])
 
 
 #: The common keyword arguments as keyword-only parameters (MONAI's names default to ``None``: not given).
