@@ -106,11 +106,15 @@ class _FusedLoss(torch.autograd.Function):
                 terms: Terms, closed: tuple | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         ctx.set_materialize_grads(False)
         b, k, _ = x.shape
-        p = torch.log_softmax(x, 1)  # log p; each class is made p in place below
+        coef, regions = bool(terms.coef), bool(terms.regions)
+        # log p_t as log(p_t) where that is exact: on the CPU (reading a value there costs nothing) without
+        # ignored positions, checked below for probabilities under the smallest normal number; else from
+        # the log-softmax, whose buffer each class then makes p in place
+        from_p = coef and valid is None and x.device.type == "cpu"
+        p = torch.softmax(x, 1) if from_p or not coef else torch.log_softmax(x, 1)
         ps = list(p.unbind(1))
         lf = labels.to(x.dtype)
         masks = _Masks(lf, valid)
-        coef, regions = bool(terms.coef), bool(terms.regions)
         gam = list(terms.gamma) if terms.modulated else [0.0] * k
         mod_classes = [c for c in range(k) if gam[c] != 0.0]
         wv = list(terms.weight) if coef and terms.weight is not None else None
@@ -122,14 +126,14 @@ class _FusedLoss(torch.autograd.Function):
         if wv is not None and not fold:
             ref = max(set(wv), key=wv.count)  # classes sharing the commonest weight cost nothing
             w_t = ref if all(v == ref for v in wv) else torch.full_like(lf, ref)
-        logpt = torch.zeros_like(lf) if coef else None
+        logpt = torch.zeros_like(lf) if coef and not from_p else None
         pt = torch.zeros_like(lf)  # p_t (0 at ignored positions)
         tp_l, count_l, psum_l = [], [], []
         for c in range(k):
             m_c = masks.get(c)
             if logpt is not None:
                 logpt.addcmul_(m_c, ps[c])
-            ps[c].exp_()
+                ps[c].exp_()
             pt.addcmul_(m_c, ps[c])
             if isinstance(w_t, Tensor) and wv[c] != ref:
                 w_t.add_(m_c, alpha=wv[c] - ref)
@@ -138,6 +142,14 @@ class _FusedLoss(torch.autograd.Function):
                 tp_l.append(torch.linalg.vecdot(m_c, ps[c]))
                 psum_l.append(ps[c].sum(-1) if valid is None else torch.linalg.vecdot(ps[c], valid))
         dist = h = None
+        if from_p:
+            if not pt.numel() or float(pt.min()) >= torch.finfo(pt.dtype).tiny:
+                logpt = torch.log(pt)
+            else:  # a probability under the smallest normal number: log p_t = x_t - logsumexp(x)
+                logpt = torch.mul(masks.get(0), x[:, 0])
+                for c in range(1, k):
+                    logpt.addcmul_(masks.get(c), x[:, c])
+                logpt.sub_(torch.logsumexp(x, 1))
         if coef:
             q = torch.empty_like(lf)
             h = torch.mul(pt, logpt)
