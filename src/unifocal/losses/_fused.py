@@ -128,6 +128,7 @@ class _FusedLoss(torch.autograd.Function):
             w_t = ref if all(v == ref for v in wv) else torch.full_like(lf, ref)
         logpt = torch.zeros_like(lf) if coef and not from_p else None
         pt = torch.zeros_like(lf)  # p_t (0 at ignored positions)
+        scratch = torch.empty_like(lf) if regions or from_p else None  # products to sum; then log p_t
         tp_l, count_l, psum_l = [], [], []
         for c in range(k):
             m_c = masks.get(c)
@@ -139,12 +140,12 @@ class _FusedLoss(torch.autograd.Function):
                 w_t.add_(m_c, alpha=wv[c] - ref)
             if regions:
                 count_l.append(m_c.sum(-1))
-                tp_l.append(torch.linalg.vecdot(m_c, ps[c]))
-                psum_l.append(ps[c].sum(-1) if valid is None else torch.linalg.vecdot(ps[c], valid))
+                tp_l.append(torch.mul(m_c, ps[c], out=scratch).sum(-1))
+                psum_l.append(ps[c].sum(-1) if valid is None else torch.mul(ps[c], valid, out=scratch).sum(-1))
         dist = h = None
         if from_p:
             if not pt.numel() or float(pt.min()) >= torch.finfo(pt.dtype).tiny:
-                logpt = torch.log(pt)
+                logpt = torch.log(pt, out=scratch)
             else:  # a probability under the smallest normal number: log p_t = x_t - logsumexp(x)
                 logpt = torch.mul(masks.get(0), x[:, 0])
                 for c in range(1, k):
@@ -421,11 +422,17 @@ class _FusedBinaryLoss(torch.autograd.Function):
         m1 = labels.to(x.dtype)  # ignored positions carry label 0, so m1 is already 0 there
         d_dz = dist = u = dp = None
         tp = psum = count = None
+        dp_from_pt = False
         if terms.regions:
             dp = torch.sigmoid(z)  # p_1
             s1 = dp.sum(-1) if valid is None else torch.linalg.vecdot(dp, valid)
-            u = torch.stack([n_valid, s1, torch.linalg.vecdot(dp, m1), m1.sum(-1)], 1)  # [n, ΣP_1, TP_1, Σg_1]
-            dp.addcmul_(dp, dp, value=-1.0)  # σ'(z) = p_1 (1 - p_1)
+            if terms.coef:  # z is needed below: p_1 gives way to TP_1's products, σ'(z) comes from p_t
+                t1 = dp.mul_(m1).sum(-1)
+                dp_from_pt = True
+            else:  # z is free: the products go to its buffer
+                t1 = torch.mul(dp, m1, out=z).sum(-1)
+                dp.addcmul_(dp, dp, value=-1.0)  # σ'(z) = p_1 (1 - p_1)
+            u = torch.stack([n_valid, s1, t1, m1.sum(-1)], 1)  # [n, ΣP_1, TP_1, Σg_1]
             if closed is None:  # a custom region function: the statistics as outputs, autograd on them
                 stats = u.matmul(constant(_BINARY_STATS, u).view(4, 6))
                 tp, psum, count = stats[:, 0:2], stats[:, 2:4], stats[:, 4:6]
@@ -433,6 +440,8 @@ class _FusedBinaryLoss(torch.autograd.Function):
             a = z.neg_().addcmul_(z, m1, value=-2.0)  # -z + 2 z m_1: the logit signed towards the target
             lp = torch.ops.aten.softplus.out(a, -1.0, _threshold(x), out=torch.empty_like(a))  # log p_t
             pt = torch.sigmoid(a, out=torch.empty_like(a))
+            if dp_from_pt:
+                torch.addcmul(pt, pt, pt, value=-1.0, out=dp)  # σ'(z) = p_t (1 - p_t)
             w0, w1 = terms.weight if terms.weight is not None else (1.0, 1.0)
             fold = min(w0, w1) > 0  # w_t = w_0 · exp(m_1 log(w_1 / w_0)), folded into the modulation
             g0, g1 = terms.gamma if terms.modulated else (0.0, 0.0)
@@ -450,13 +459,19 @@ class _FusedBinaryLoss(torch.autograd.Function):
                 w0 = 1.0
             if valid is not None:
                 mod = valid if mod is None else mod.mul_(valid)
-            neg_f = lp.sum(-1) if mod is None else torch.linalg.vecdot(mod, lp)  # Σ (w_t/w_0)(1-p_t)^γ log p_t
-            # d/da: (w_t/w_0)(1-p_t)^γ (γ_t p_t log p_t + p_t - 1), in p_t's buffer
-            if g0 or g1:
-                pt.addcmul_(pt, _by_class_(lp, m1, g0, g1))
-            h = pt.sub_(1.0)
-            if mod is not None:
-                h.mul_(mod)
+            # d/da = h = mod (γ_t p_t log p_t + p_t - 1) = γ_t p_t (mod log p_t) + mod (p_t - 1), in p_t's buffer;
+            # mod log p_t in log p_t's own (no product buffer: on CPU a fresh one costs page faults)
+            if mod is None:
+                neg_f = lp.sum(-1)
+                h = pt.sub_(1.0)
+            else:
+                ml = lp.mul_(mod)  # (w_t/w_0)(1-p_t)^γ log p_t
+                neg_f = ml.sum(-1)
+                if g0 or g1:
+                    _by_class_(ml, m1, g0, g1).mul_(pt)  # γ_t p_t mod log p_t
+                    h = pt.sub_(1.0).mul_(mod).add_(ml)
+                else:
+                    h = pt.sub_(1.0).mul_(mod)
             d_dz = h.addcmul_(h, m1, value=-2.0)  # -h·sign, sign = 2 m_1 - 1
             if valid is None and n:  # n_valid is n everywhere: numbers, no tensor operations
                 dist = neg_f.mul_(-terms.coef * w0 / n)
