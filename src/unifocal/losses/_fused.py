@@ -93,12 +93,15 @@ def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
 
 
 class _FusedLoss(torch.autograd.Function):
-    """Three or more classes: one log-softmax, made the probabilities class by class in its own buffer.
+    """Three or more classes: one softmax buffer ``(B, K, N)``, kept for the backward pass.
 
-    One pass over the classes reads each class mask ``m_c = [t = c]·v`` once: ``log p_t`` and ``p_t``
-    (``Σ_c m_c log p_c`` before, ``Σ_c m_c p_c`` after the class's ``exp_``), the class weight at the
-    target, and the region statistics ``Σg_c``, ``TP_c``, ``ΣP_c``. ``1 - p_c`` of a modulated class is the
-    sum of the other probabilities (no cancellation).
+    On the CPU without ignored positions (and for losses without a distribution term) it is a softmax,
+    and ``log p_t = log(p_t)``, exact while ``p_t`` is a normal number (checked once per call: reading a
+    value costs nothing on the CPU; below it, ``x_t - logsumexp(x)``). Elsewhere it is a log-softmax that
+    each class makes ``p`` in place, ``log p_t = Σ_c m_c log p_c`` being read first. One pass over the
+    classes reads each class mask ``m_c = [t = c]·v`` once: ``p_t = Σ_c m_c p_c``, the class weight at
+    the target, and the region statistics ``Σg_c``, ``TP_c``, ``ΣP_c``. ``1 - p_c`` of a modulated class is
+    the sum of the other probabilities (no cancellation).
     """
 
     @staticmethod
