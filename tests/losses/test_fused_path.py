@@ -136,3 +136,24 @@ def test_target_probabilities_that_underflow_keep_an_exact_log(name, dtype):
     # (float32: the two formulations round differently, by up to a few 1e-5 relative)
     assert torch.allclose(g, g_ref, rtol=1e-4 if dtype == torch.float32 else 1e-8,
                           atol=1e-7 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("case", ["3-class-3d", "rare-2-background-1", "exclude-background"])
+@pytest.mark.parametrize("name", ["unified_focal", "focal", "cross_entropy", "symmetric_unified_focal"])
+def test_multiclass_log_softmax_branch_equals_autograd(name, case, monkeypatch):
+    """The multi-class path's log-softmax branch (other devices, ignored positions) without ignored
+    positions, on the CPU: the same values and gradients as the plain autograd path."""
+    import unifocal.losses._fused as fused
+
+    monkeypatch.setattr(fused, "_log_pt_from_p", lambda x, valid: False)
+    shape, common = CASES[case]
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
+    y = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=gen)
+    loss = get_loss(name, **common)
+    v = loss(x, y)
+    (g,) = torch.autograd.grad(v, x)
+    ref = _autograd(loss, x, y)
+    (g_ref,) = torch.autograd.grad(ref, x)
+    assert torch.allclose(v, ref, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(g, g_ref, rtol=1e-8, atol=1e-12)

@@ -83,6 +83,12 @@ class _Masks:
         return m.mul_(self.valid) if self.valid is not None else m
 
 
+def _log_pt_from_p(x: Tensor, valid: Tensor | None) -> bool:
+    """Whether the multi-class path takes ``log p_t = log(p_t)`` from a softmax (the CPU, no ignored
+    positions) rather than from a log-softmax (:class:`_FusedLoss`)."""
+    return valid is None and x.device.type == "cpu"
+
+
 def _others_sum(ps: list[Tensor], c: int, out: Tensor) -> Tensor:
     """``Σ_{j≠c} p_j`` (= 1 - p_c without cancellation), floored at the smallest normal number."""
     others = [p for j, p in enumerate(ps) if j != c]
@@ -113,7 +119,7 @@ class _FusedLoss(torch.autograd.Function):
         # log p_t as log(p_t) where that is exact: on the CPU (reading a value there costs nothing) without
         # ignored positions, checked below for probabilities under the smallest normal number; else from
         # the log-softmax, whose buffer each class then makes p in place
-        from_p = coef and valid is None and x.device.type == "cpu"
+        from_p = coef and _log_pt_from_p(x, valid)
         p = torch.softmax(x, 1) if from_p or not coef else torch.log_softmax(x, 1)
         ps = list(p.unbind(1))
         lf = labels.to(x.dtype)
