@@ -43,6 +43,13 @@ def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str
             console.print(f"  {'finished' if stage.is_finished(s.run_dir, s.config) else 'to run  '}  {s.name}")
         return
     stage.prepare_study(out, specs)
+    if _run(specs, out, runner, workers, ray_address, cpus_per_run, gpus_per_run, quiet, console):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run(specs: list, out: Path, runner: str, workers: int, ray_address: str | None, cpus_per_run: float,
+         gpus_per_run: float, quiet: bool, console: Console) -> bool:
+    """Run ``specs``, print each outcome, a table and the report command; ``True`` when a run failed."""
     outcomes = stage.run_study(specs, runner, workers=workers, ray_address=ray_address,
                                cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                                progress=not quiet and runner == "local" and workers == 1,
@@ -55,8 +62,7 @@ def _execute(specs: list, out: Path, runner: str, workers: int, ray_address: str
     for o in failed:
         console.print(f"[red]{o.name} failed[/red]: {o.error}")
     console.print(f"Report: unifocal study report {out}")
-    if failed:
-        raise typer.Exit(EXIT_FAILED)
+    return bool(failed)
 
 
 _COMMON = {
@@ -166,14 +172,8 @@ def converge(
     if dry_run:
         return
     with user_errors():
-        outcomes = stage.run_study([c.spec for c in plan], runner, workers=workers, ray_address=ray_address,
-                                   cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                   progress=not quiet and runner == "local" and workers == 1,
-                                   on_done=lambda o: console.print(f"  {o.status:8s} {o.name}  {o.seconds:.1f} s"))
-    failed = [o for o in outcomes if o.status == "failed"]
-    for o in failed:
-        console.print(f"[red]{o.name} failed[/red]: {o.error}")
-    console.print(f"Report: unifocal study report {runs_dir}")
+        failed = _run([c.spec for c in plan], runs_dir, runner, workers, ray_address, cpus_per_run, gpus_per_run,
+                      quiet, console)
     if failed or notes:
         raise typer.Exit(EXIT_FAILED)
 

@@ -60,7 +60,6 @@ def describe(prep: Prepared, terms: Callable[..., Terms], params: Mapping[str, A
     """
     try:
         key = (terms, prep.num_classes, prep.exclude_background, _frozen(prep.common), _frozen(params))
-        hash(key)
     except TypeError:
         return describe_on(terms, prep.classes, dict(params), exclude_background=prep.exclude_background)
     t = _DESCRIBED.get(key)

@@ -234,7 +234,6 @@ class _FusedLoss(torch.autograd.Function):
             h = scale = None
         if h is None and dtp is None and dps is None:
             return None, None, None, None, None, None
-        cols = None
         if dtp is not None or dps is not None:
             dtp = dtp if dtp is not None else torch.zeros_like(dps)
             dps = dps if dps is not None else torch.zeros_like(dtp)

@@ -25,7 +25,6 @@ What cannot be continued is listed, never skipped silently:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,3 @@ def converge_plan(runs_dir: str | Path, tolerance: float = 0.02,
         out.append(Continuation(spec, row.last_quarter_gain, limits))
     return out, notes
 
-
-def continuation_specs(continuations: Sequence[Continuation]) -> list[RunSpec]:
-    """The run specifications of :func:`converge_plan`'s continuations, to hand to a runner."""
-    return [c.spec for c in continuations]

@@ -49,7 +49,10 @@ def make_optimizer(scheme: str, params: Any, lr: float | None = None,
 
 def make_scheduler(scheme: str, optimizer: torch.optim.Optimizer, epochs: int,
                    adam_schedule: str = "cosine", lr_patience: int | None = None) -> Any:
-    """The scheme's per-epoch schedule; call ``step()`` (plateau: ``step(val_loss)``) after each epoch."""
+    """The scheme's per-epoch schedule; call ``step()`` (plateau: ``step(val_loss)``) after each epoch.
+
+    Every schedule here but the plateau one reads ``epochs``; a new one must say which it does in
+    :func:`unifocal.training.config.schedule_uses_epochs` (whether more epochs may continue a run)."""
     if SCHEME_DEFAULTS[scheme]["optimizer"] == "sgd":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: poly_lr(1.0, min(e, epochs - 1), epochs))
     min_lr = SCHEME_DEFAULTS["adam"]["min_lr"]
