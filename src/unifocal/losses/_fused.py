@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from unifocal.losses import _kernel
 from unifocal.losses._core import (
     POW_FLOOR,
     Prepared,
@@ -633,6 +634,151 @@ def _closed_form_grads(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor | Non
     return a_tp * go, None if a_ps is None else a_ps * go
 
 
+class _KernelLoss(torch.autograd.Function):
+    """Any number of classes, float32 on the CPU: the fused kernel (:mod:`unifocal.losses._kernel`).
+
+    The forward pass is one kernel call: the per-row sums ``[Σ v f, TP_c, ΣP_c, Σg_c]`` (in float64)
+    and the coefficient ``c = v p_t f_t'(p_t)`` per position (``D``'s logit gradient is
+    ``c·(δ_jt - p_j)/n_b``); the backward pass is another, which recomputes the softmax from the logits
+    instead of keeping ``p``. With every region term a :class:`Tversky` and few rows (the fixed cost
+    of small inputs) the per-row algebra is done in Python numbers (:func:`_closed_form_floats`) and
+    the function returns the loss alone; otherwise it is :class:`_FusedLoss`'s (:func:`_outputs`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
+                terms: Terms, closed: tuple | None, lib: Any) -> Tensor | tuple[Tensor, Tensor, Tensor, Tensor]:
+        ctx.set_materialize_grads(False)
+        b, k, n = x.shape
+        coef, regions = bool(terms.coef), bool(terms.regions)
+        wg = constant((terms.weight if terms.weight is not None else (1.0,) * k)
+                      + (terms.gamma if terms.modulated else (0.0,) * k), x)
+        sums, c = _kernel.forward(lib, x, labels, valid, wg, coef, regions)
+        ctx.save_for_backward(x, labels, valid, c, n_valid)
+        ctx.terms, ctx.lib, ctx.n, ctx.floats = terms, lib, n, None
+        if closed is not None and b * n and b * k * max(1, len(terms.regions)) <= _FLOAT_CLOSED_FORM_MAX:
+            rows = sums.tolist()
+            cf = _closed_form_floats(rows, k, *closed) if regions else ([0.0] * b, None, None)
+            if cf is not None:
+                value, a_tp, a_ps = cf
+                counts = [float(n)] * b if valid is None else n_valid.tolist()
+                if coef:
+                    value = [v + terms.coef * r[0] / m for v, r, m in zip(value, rows, counts, strict=True)]
+                ctx.floats = (a_tp, a_ps, closed[2], counts)
+                return torch.tensor(value, dtype=x.dtype)
+        s = sums.to(x.dtype)
+        dist = tp = psum = count = None
+        if coef:
+            dist = s[:, 0].mul(terms.coef / n) if valid is None and n else s[:, 0].div(n_valid).mul_(terms.coef)
+        if regions:
+            tp, psum, count = s[:, 1:1 + k], s[:, 1 + k:1 + 2 * k], s[:, 1 + 2 * k:]
+        return _outputs(ctx, x, dist, tp, psum, count, closed)
+
+    @staticmethod
+    @_first_derivative_only
+    @once_differentiable
+    def backward(ctx: Any, g_dist: Tensor | None, *stats: Tensor | None) -> tuple[Tensor | None, ...]:
+        x, labels, valid, c, n_valid = ctx.saved_tensors
+        b, k, _ = x.shape
+        terms = ctx.terms
+        if ctx.floats is not None:
+            if g_dist is None:
+                return None, None, None, None, None, None, None
+            coeffs = _row_coefficients(g_dist.tolist(), terms.coef, *ctx.floats, k)
+            return (_kernel.backward(ctx.lib, x, labels, valid, c, torch.tensor(coeffs, dtype=x.dtype),
+                                     ctx.floats[0] is not None), None, None, None, None, None, None)
+        dtp, dps = stats[:2] if stats else (None, None)
+        if ctx.closed is not None and g_dist is not None:
+            dtp, dps = _closed_form_grads(ctx, g_dist)
+        k_row = None
+        if c is not None and g_dist is not None:
+            k_row = g_dist * (terms.coef / ctx.n) if valid is None and ctx.n else g_dist.div(n_valid).mul_(terms.coef)
+        regions = dtp is not None or dps is not None
+        if k_row is None and not regions:
+            return None, None, None, None, None, None, None
+        cols = [(k_row if k_row is not None else x.new_zeros(b)).unsqueeze(1)]
+        if regions:
+            cols += [dps if dps is not None else torch.zeros_like(dtp), dtp if dtp is not None else torch.zeros_like(dps)]
+        else:  # the kernel reads rows of 1 + 2K numbers
+            cols.append(x.new_zeros(b, 2 * k))
+        coeffs = torch.cat([t.to(x.dtype) for t in cols], 1)
+        grad = _kernel.backward(ctx.lib, x, labels, valid, c if k_row is not None else None, coeffs, regions)
+        return grad, None, None, None, None, None, None
+
+
+#: Up to this many (row, class, region term) entries the per-row algebra of :class:`_KernelLoss` is done
+#: in Python numbers: about 1 µs each, against some twenty tensor operations of 2 µs each.
+_FLOAT_CLOSED_FORM_MAX = 32
+
+
+def _closed_form_floats(stats: list[list[float]], k: int, regions: list, classes: list[int] | None,
+                        pool: tuple[bool, int]) -> tuple[list[float], list[list[float]], list[list[float]]] | None:
+    """:func:`_closed_form` in Python numbers on the kernel's sums ``[Σf, TP_c, ΣP_c, Σg_c]`` per row.
+
+    Returns the region value per row and ``(∂/∂TP, ∂/∂ΣP)`` per row (per pooled row with ``batch=True``),
+    or ``None`` if a denominator is zero (the tensor form then gives the IEEE result).
+    """
+    batch, channels = pool
+    rows = len(stats)
+    if batch:
+        stats = [[sum(col) for col in zip(*stats[ch::channels], strict=True)] for ch in range(channels)]
+    cls = [1.0 / k] * k if classes is None else [1.0 / len(classes) if c in classes else 0.0 for c in range(k)]
+    m = len(stats)
+    value = [0.0] * m
+    a_tp = [[0.0] * k for _ in range(m)]
+    a_ps = [[0.0] * k for _ in range(m)]
+    for scale, term, _ in regions:
+        wfp, wfn = _per_class(term.fp_weight, k), _per_class(term.fn_weight, k)
+        exps = None if term.exponent is None else [float(e) for e in term.exponent]
+        smooth = float(term.smooth)
+        for r, row in enumerate(stats):
+            for c in range(k):
+                tp, ps, cnt = row[1 + c], row[1 + k + c], row[1 + 2 * k + c]
+                num = tp + smooth
+                d = num + wfn[c] * (cnt - tp) + wfp[c] * (ps - tp)
+                if d == 0.0:
+                    return None
+                ti = num / d
+                w = cls[c] * scale
+                if exps is None:
+                    v, g = ti, w
+                else:
+                    xc = max(1.0 - ti, POW_FLOOR)
+                    v = xc ** exps[c]
+                    g = -w * exps[c] * v / xc if 1.0 - ti >= POW_FLOOR else 0.0
+                value[r] += v * w
+                g /= d
+                gt = g * ti
+                a_tp[r][c] += g - gt * (1.0 - wfn[c] - wfp[c])
+                a_ps[r][c] -= gt * wfp[c]
+    return value * (rows // m), a_tp, a_ps
+
+
+def _row_coefficients(g: list[float], coef: float, a_tp: list[list[float]] | None, a_ps: list[list[float]] | None,
+                      pool: tuple[bool, int], counts: list[float], k: int) -> list[list[float]]:
+    """Per row ``[k_b, ∂L/∂ΣP_c, ∂L/∂TP_c]`` for :func:`unifocal.losses._kernel.backward` from the incoming
+    gradient ``g`` of each row (pooled region terms take the sum over the rows of their channel)."""
+    batch, channels = pool
+    rows = len(g)
+    if a_tp is None:
+        return [[gb * coef / m] + [0.0] * (2 * k) for gb, m in zip(g, counts, strict=True)]
+    if batch:
+        go = [sum(g[ch::channels]) for ch in range(channels)]
+        scale = [go[r % channels] for r in range(rows)]
+        src = [r % channels for r in range(rows)]
+    else:
+        scale, src = g, range(rows)
+    return [[g[r] * coef / counts[r]] + [a * scale[r] for a in a_ps[s]] + [a * scale[r] for a in a_tp[s]]
+            for r, s in zip(range(rows), src, strict=True)]
+
+
+def _kernel_library(prep: Prepared) -> Any:
+    """The CPU kernel when it serves this input (float32 on the CPU), else ``None``."""
+    if prep.x.dtype != torch.float32 or prep.x.device.type != "cpu":
+        return None
+    return _kernel.library()
+
+
 def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     """Per-row loss ``(B',)`` for logits with integer labels (see the module docstring).
 
@@ -645,7 +791,14 @@ def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     closed = all(isinstance(f, Tversky) for _, f, _ in terms.regions)
     args = (prep.x, prep.labels, prep.valid, prep.n_valid, terms,
             (terms.regions, terms.classes, pool) if closed else None)
-    if prep.num_classes == 2:
+    lib = _kernel_library(prep)
+    if lib is not None:
+        valid = prep.valid.contiguous() if prep.valid is not None else None
+        out = _KernelLoss.apply(prep.x.contiguous(), prep.labels.contiguous(), valid, *args[3:], lib)
+        if closed or not terms.regions:
+            return out if isinstance(out, Tensor) else out[0]
+        value, tp, psum, count = out
+    elif prep.num_classes == 2:
         out = _FusedBinaryLoss.apply(*args)
         if closed or not terms.regions:
             return out

@@ -1,0 +1,272 @@
+/* unifocal's fused CPU kernel: the loss family on logits with integer labels, float32.
+ *
+ * Built on first use by unifocal.losses._kernel with the system C compiler and loaded with ctypes
+ * (docs/losses.md, "The CPU kernel"). The work is cut into chunks of at most `chunk` positions of one
+ * row (chunk ci covers row ci / per_row); each entry point takes a range [c0, c1) of chunks, so that
+ * chunks can run on several threads and the per-chunk sums are added in a fixed order whatever the
+ * number of threads.
+ *
+ *   uf_forward:  with class weights and exponents wg = [w_0..w_{K-1}, g_0..g_{K-1}],
+ *                per position the softmax p, log p_t, the distribution term
+ *                f = v w_t (1 - p_t)^g_t (-log p_t) and its logit-gradient coefficient
+ *                c = v p_t f'(p_t) = v w_t (1 - p_t)^g_t (g_t p_t log p_t / (1 - p_t) - 1);
+ *                per chunk the sums [sum f, TP_c, sum_n v p_c, sum_n v [t = c]] (c = 0..K-1).
+ *   uf_backward: the logit gradient
+ *                grad_j = p_j (v A_j - S - k c) + [t = j] (v p_t B_t + k c),
+ *                S = v (sum_c p_c A_c + p_t B_t),
+ *                with per row [k, A_0..A_{K-1}, B_0..B_{K-1}] in `coeffs`: k the factor of c,
+ *                A = dL/d(sum P) and B = dL/dTP per class (read only with regions_on);
+ *                the softmax is recomputed (nothing of size K x N is kept between the two calls).
+ *
+ * v is the valid-position mask (1 where absent). 1 - p_t is the sum of the other probabilities (no
+ * cancellation) and log p_t = (x_t - m) - log(sum_c e^{x_c - m}) (exact for any finite logits).
+ * exp and log are Cephes' single-precision polynomials (about 1 ulp), written so that the loops over
+ * positions vectorise without -ffast-math; sums are taken per block of BLK positions in float and
+ * accumulated in double.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLK 256
+#define FLT_TINY 1.17549435e-38f
+#define SERIES_CUTOFF 1e-4f
+
+static inline float as_float(int32_t i) {
+    float f;
+    __builtin_memcpy(&f, &i, sizeof f);
+    return f;
+}
+
+static inline int32_t as_int(float f) {
+    int32_t i;
+    __builtin_memcpy(&i, &f, sizeof i);
+    return i;
+}
+
+/* e^x for x <= 88, flushed to e^-87.3 below that (a softmax term under 1e-38). */
+static inline float v_exp(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* round to the nearest integer: adding and removing 1.5 * 2^23 (round-to-nearest mode) */
+    float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    int32_t k = (int32_t)kf;
+    float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * as_float((k + 127) << 23);
+}
+
+/* log x for a positive normal x. */
+static inline float v_log(float x) {
+    int32_t xi = as_int(x);
+    int32_t e = ((xi >> 23) & 0xff) - 126;
+    float m = as_float((xi & 0x007fffff) | 0x3f000000);
+    int32_t small = m < 0.70710678118654752f;
+    e -= small;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    float fe = (float)e;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * fe;
+}
+
+/* The softmax of one block: m = max_c x_c, E[c] = e^{x_c - m}, s_t = e^{x_t - m}, so = the sum of
+ * the others, xt = x_t - m; labels as int32. */
+static void block_softmax(const float *restrict x, const int64_t *restrict t, int64_t N, int64_t K,
+                          int64_t L, float *restrict E, int32_t *restrict ti, float *restrict m,
+                          float *restrict st, float *restrict so, float *restrict xt) {
+    for (int64_t i = 0; i < L; i++) {
+        ti[i] = (int32_t)t[i];
+        m[i] = x[i];
+        st[i] = 0.0f;
+        so[i] = 0.0f;
+        xt[i] = 0.0f;
+    }
+    for (int64_t c = 1; c < K; c++) {
+        const float *restrict xc = x + c * N;
+        for (int64_t i = 0; i < L; i++) m[i] = xc[i] > m[i] ? xc[i] : m[i];
+    }
+    for (int64_t c = 0; c < K; c++) {
+        const float *restrict xc = x + c * N;
+        float *restrict ec = E + c * BLK;
+        int32_t cc = (int32_t)c;
+#pragma omp simd
+        for (int64_t i = 0; i < L; i++) {
+            float d = xc[i] - m[i];
+            float e = v_exp(d);
+            ec[i] = e;
+            float hit = ti[i] == cc ? 1.0f : 0.0f;
+            st[i] += hit * e;
+            xt[i] += hit * d;
+            so[i] += (1.0f - hit) * e;
+        }
+    }
+}
+
+static void row_chunk(int64_t ci, int64_t N, int64_t chunk, int64_t *b, int64_t *n0, int64_t *n1) {
+    int64_t per_row = (N + chunk - 1) / chunk;
+    *b = ci / per_row;
+    *n0 = (ci % per_row) * chunk;
+    *n1 = *n0 + chunk < N ? *n0 + chunk : N;
+}
+
+int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, int64_t K, int64_t N,
+               const float *wg, int32_t coef_on, int32_t regions_on, int64_t chunk, int64_t c0, int64_t c1,
+               double *partial, float *cout) {
+    (void)B;
+    const float *w = wg, *g = wg + K;
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(K * BLK + 12 * BLK));
+    if (!buf) return 1;
+    float *E = buf, *m = E + K * BLK, *st = m + BLK, *so = st + BLK, *xt = so + BLK, *wt = xt + BLK;
+    float *gt = wt + BLK, *inv = gt + BLK, *vv = inv + BLK, *pt = vv + BLK;
+    int32_t *ti = (int32_t *)(pt + BLK);
+    const int64_t S = 1 + 3 * K;
+    for (int64_t ci = c0; ci < c1; ci++) {
+        int64_t b, n0, n1;
+        row_chunk(ci, N, chunk, &b, &n0, &n1);
+        double *acc = partial + ci * S;
+        for (int64_t j = 0; j < S; j++) acc[j] = 0.0;
+        for (int64_t n = n0; n < n1; n += BLK) {
+            int64_t L = n1 - n < BLK ? n1 - n : BLK;
+            const float *xb = x + b * K * N + n;
+            const int64_t *tb = t + b * N + n;
+            block_softmax(xb, tb, N, K, L, E, ti, m, st, so, xt);
+            for (int64_t i = 0; i < L; i++) {
+                float s = st[i] + so[i];
+                inv[i] = 1.0f / s;
+                vv[i] = valid ? valid[b * N + n + i] : 1.0f;
+            }
+            if (coef_on) {
+                for (int64_t i = 0; i < L; i++) {
+                    wt[i] = w[0];
+                    gt[i] = g[0];
+                }
+                for (int64_t c = 1; c < K; c++) {
+                    float wc = w[c], gc = g[c];
+                    int32_t cc = (int32_t)c;
+                    for (int64_t i = 0; i < L; i++) {
+                        int32_t hit = ti[i] == cc;
+                        wt[i] = hit ? wc : wt[i];
+                        gt[i] = hit ? gc : gt[i];
+                    }
+                }
+                float fsum = 0.0f;
+                float *restrict co = cout + b * N + n;
+#pragma omp simd reduction(+ : fsum)
+                for (int64_t i = 0; i < L; i++) {
+                    float s = st[i] + so[i];
+                    float p = st[i] * inv[i];
+                    float q = so[i] * inv[i];
+                    q = q < FLT_TINY ? FLT_TINY : q;
+                    float lp = xt[i] - v_log(s);
+                    float gm = gt[i];
+                    float mod = gm != 0.0f ? v_exp(gm * v_log(q)) : 1.0f;
+                    float ratio = q < SERIES_CUTOFF ? -(1.0f + q * (0.5f + q * (1.0f / 3.0f))) : lp / q;
+                    float a = vv[i] * wt[i] * mod;
+                    fsum += -a * lp;
+                    co[i] = a * (gm * p * ratio - 1.0f);
+                }
+                acc[0] += (double)fsum;
+            }
+            if (regions_on) {
+                for (int64_t c = 0; c < K; c++) {
+                    const float *restrict ec = E + c * BLK;
+                    int32_t cc = (int32_t)c;
+                    float tp = 0.0f, ps = 0.0f, cn = 0.0f;
+#pragma omp simd reduction(+ : tp, ps, cn)
+                    for (int64_t i = 0; i < L; i++) {
+                        float pv = ec[i] * inv[i] * vv[i];
+                        int32_t hit = ti[i] == cc;
+                        ps += pv;
+                        tp += hit ? pv : 0.0f;
+                        cn += hit ? vv[i] : 0.0f;
+                    }
+                    acc[1 + c] += (double)tp;
+                    acc[1 + K + c] += (double)ps;
+                    acc[1 + 2 * K + c] += (double)cn;
+                }
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+int uf_backward(const float *x, const int64_t *t, const float *valid, int64_t B, int64_t K, int64_t N,
+                const float *cin, const float *coeffs, int32_t regions_on, int64_t chunk, int64_t c0,
+                int64_t c1, float *grad) {
+    (void)B;
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(K * BLK + 12 * BLK));
+    if (!buf) return 1;
+    float *E = buf, *m = E + K * BLK, *st = m + BLK, *so = st + BLK, *xt = so + BLK, *inv = xt + BLK;
+    float *u = inv + BLK, *e = u + BLK, *vv = e + BLK, *bt = vv + BLK;
+    int32_t *ti = (int32_t *)(bt + BLK);
+    for (int64_t ci = c0; ci < c1; ci++) {
+        int64_t b, n0, n1;
+        row_chunk(ci, N, chunk, &b, &n0, &n1);
+        const float *row = coeffs + b * (1 + 2 * K);
+        const float *Ab = regions_on ? row + 1 : NULL, *Bb = row + 1 + K;
+        float k = row[0];
+        for (int64_t n = n0; n < n1; n += BLK) {
+            int64_t L = n1 - n < BLK ? n1 - n : BLK;
+            const float *xb = x + b * K * N + n;
+            block_softmax(xb, t + b * N + n, N, K, L, E, ti, m, st, so, xt);
+            for (int64_t i = 0; i < L; i++) {
+                inv[i] = 1.0f / (st[i] + so[i]);
+                vv[i] = valid ? valid[b * N + n + i] : 1.0f;
+                bt[i] = 0.0f;
+                u[i] = 0.0f;
+            }
+            if (Ab) {
+                /* u = sum_c p_c A_c, bt = B_t */
+                for (int64_t c = 0; c < K; c++) {
+                    const float *restrict ec = E + c * BLK;
+                    float ac = Ab[c], bc = Bb[c];
+                    int32_t cc = (int32_t)c;
+                    for (int64_t i = 0; i < L; i++) {
+                        u[i] += ec[i] * ac;
+                        bt[i] = ti[i] == cc ? bc : bt[i];
+                    }
+                }
+            }
+            /* e = v p_t B_t + k c (added at the target), u = v (sum_c p_c A_c + p_t B_t) + e */
+            const float *restrict cb = cin ? cin + b * N + n : NULL;
+            for (int64_t i = 0; i < L; i++) {
+                float pt = st[i] * inv[i];
+                float ev = vv[i] * pt * bt[i] + (cb ? k * cb[i] : 0.0f);
+                e[i] = ev;
+                u[i] = vv[i] * u[i] * inv[i] + ev;
+            }
+            for (int64_t c = 0; c < K; c++) {
+                const float *restrict ec = E + c * BLK;
+                float *restrict gc = grad + b * K * N + c * N + n;
+                float ac = Ab ? Ab[c] : 0.0f;
+                int32_t cc = (int32_t)c;
+                for (int64_t i = 0; i < L; i++) {
+                    float p = ec[i] * inv[i];
+                    float gv = p * (vv[i] * ac - u[i]);
+                    gc[i] = ti[i] == cc ? gv + e[i] : gv;
+                }
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}

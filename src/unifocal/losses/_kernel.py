@@ -1,0 +1,308 @@
+"""The fused CPU kernel (``_kernel.c``): built on first use with the system C compiler, loaded with ctypes.
+
+The loss family on logits with integer labels costs, in PyTorch operations, some forty passes over
+the positions and about as many dispatches of ~2 µs each; the kernel does the forward pass in one
+pass and the backward pass in another, vectorised (``docs/losses.md``, "The CPU kernel";
+``docs/benchmarks.md``). It serves float32 logits on the CPU, which is where PyTorch has no fuser
+for eager code; CUDA, float64 and ``torch.compile`` keep the PyTorch formulation.
+
+Building: the first process that needs it compiles ``_kernel.c`` (about half a second) with ``$CC``
+(else ``cc``, ``gcc`` or ``clang``) and ``-O3 -march=native``, falling back to the same flags without
+``-march=native``, into ``$UNIFOCAL_CACHE_DIR`` (else ``$XDG_CACHE_HOME/unifocal``, else
+``~/.cache/unifocal``; a temporary directory if that is not writable), under a name that hashes the
+source, the compiler, the flags and the CPU, written atomically (so concurrent processes and machines
+sharing a home directory are safe). The library is then checked against the PyTorch formulation on a
+small input before it is used. No compiler, a failed build or a failed check: the losses keep the
+PyTorch path (:func:`kernel_status` says why; a failed build or check warns once).
+``UNIFOCAL_KERNEL=0`` turns the kernel off.
+
+Threads: chunks of :data:`CHUNK` positions of one row run on ``torch.get_num_threads()`` threads (the
+call releases the GIL); their sums are added in a fixed order, so results do not depend on the number
+of threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("_kernel.c")
+#: Flags of every build; ``-march=native`` is tried first and dropped if the compiler refuses it.
+FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
+NATIVE = ("-march=native",)
+#: Positions per chunk: the unit of work of one thread and of one partial sum.
+CHUNK = 32768
+#: Inputs with fewer chunks than this run on the calling thread alone.
+_MIN_PARALLEL_CHUNKS = 2
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """Whether the CPU kernel is in use, the shared library's path, and why not if it is not."""
+
+    available: bool
+    path: str | None
+    reason: str
+
+
+_lock = threading.Lock()
+_pool_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_status: KernelStatus | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def kernel_status() -> KernelStatus:
+    """Build and load the kernel if that has not been tried yet, and say whether it is in use."""
+    library()
+    return _status if _status is not None else KernelStatus(False, None, "not loaded")
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, or ``None`` when the losses must take the PyTorch path."""
+    if _status is None:
+        with _lock:
+            if _status is None:
+                _load()
+    return _lib
+
+
+def reset() -> None:
+    """Forget the loaded kernel (tests: the next :func:`library` call builds or loads it again)."""
+    global _lib, _status
+    with _lock:
+        _lib, _status = None, None
+
+
+def _set(lib: ctypes.CDLL | None, path: str | None, reason: str) -> None:
+    global _lib, _status
+    _lib, _status = lib, KernelStatus(lib is not None, path, reason)
+
+
+def _load() -> None:
+    if os.environ.get("UNIFOCAL_KERNEL", "1").strip().lower() in ("0", "off", "false", "no"):
+        _set(None, None, "turned off by UNIFOCAL_KERNEL")
+        return
+    compiler = _compiler()
+    if compiler is None:
+        _set(None, None, "no C compiler found ($CC, cc, gcc, clang)")
+        return
+    source = SOURCE.read_bytes()
+    errors = []
+    for flags in (FLAGS + NATIVE, FLAGS):
+        path = _cache_dir() / f"unifocal_kernel_{_key(source, compiler, flags)}.so"
+        if not path.exists():
+            err = _build(compiler, flags, path)
+            if err:
+                errors.append(err)
+                continue
+        try:
+            lib = _declare(ctypes.CDLL(str(path)))
+        except OSError as exc:
+            errors.append(f"loading {path}: {exc}")
+            continue
+        mismatch = _self_check(lib)
+        if mismatch:
+            errors.append(f"{path} disagrees with the PyTorch formulation: {mismatch}")
+            continue
+        _set(lib, str(path), f"built with {compiler} {' '.join(flags)}")
+        return
+    reason = "; ".join(errors)
+    _set(None, None, reason)
+    warnings.warn(f"unifocal: the CPU loss kernel is not used ({reason}); the losses take the slower PyTorch "
+                  "path (set UNIFOCAL_KERNEL=0 to silence this)", RuntimeWarning, stacklevel=4)
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc)
+    for name in ("cc", "gcc", "clang"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("UNIFOCAL_CACHE_DIR")
+    if base:
+        d = Path(base)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        d = (Path(xdg) if xdg else Path.home() / ".cache") / "unifocal"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    d = Path(tempfile.gettempdir()) / f"unifocal-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU model and its instruction-set flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        wanted = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+        return "\n".join(sorted(set(wanted)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def _key(source: bytes, compiler: str, flags: tuple[str, ...]) -> str:
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    h = hashlib.sha256()
+    for part in (source, compiler.encode(), version.encode(), " ".join(flags).encode(),
+                 _cpu_signature().encode(), platform.machine().encode()):
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def _build(compiler: str, flags: tuple[str, ...], path: Path) -> str | None:
+    """Compile into a temporary file beside ``path`` and move it into place; the error, or ``None``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        proc = subprocess.run([compiler, *flags, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True,
+                              timeout=300)
+        if proc.returncode != 0:
+            tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            return f"{Path(compiler).name} {' '.join(flags)} failed: {tail}"
+        os.replace(tmp, path)
+        return None
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{Path(compiler).name} {' '.join(flags)} failed: {exc}"
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+    lib.uf_forward.argtypes = [p, p, p, i64, i64, i64, p, i32, i32, i64, i64, i64, p, p]
+    lib.uf_forward.restype = ctypes.c_int
+    lib.uf_backward.argtypes = [p, p, p, i64, i64, i64, p, p, i32, i64, i64, i64, p]
+    lib.uf_backward.restype = ctypes.c_int
+    return lib
+
+
+# --- calls ------------------------------------------------------------------------------------
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple) -> None:
+    """``fn(*args_before, CHUNK, c0, c1, *args_after)`` over all chunks, on several threads if worth it."""
+    threads = min(torch.get_num_threads(), n_chunks)
+    if threads < 2 or n_chunks < _MIN_PARALLEL_CHUNKS:
+        if fn(*args_before, CHUNK, 0, n_chunks, *args_after):
+            raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
+        return
+    pool = _thread_pool(threads)
+    bounds = [n_chunks * j // threads for j in range(threads + 1)]
+    futures = [pool.submit(fn, *args_before, CHUNK, bounds[j], bounds[j + 1], *args_after)
+               for j in range(1, threads)]
+    rc = fn(*args_before, CHUNK, bounds[0], bounds[1], *args_after)
+    if rc or any(f.result() for f in futures):
+        raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size < threads - 1:
+        with _pool_lock:
+            if _pool is None or _pool_size < threads - 1:
+                _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="unifocal-kernel")
+                _pool_size = threads - 1
+    return _pool
+
+
+def chunks(n: int) -> int:
+    """Chunks per row of ``n`` positions."""
+    return max(1, -(-n // CHUNK))
+
+
+def forward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, wg: Tensor, coef: bool,
+            regions: bool) -> tuple[Tensor, Tensor | None]:
+    """Per-row sums ``(B, 1 + 3K)`` float64 ``[Σ v f, TP_c, ΣP_c, Σg_c]`` and the coefficients ``c`` ``(B, N)``.
+
+    ``x`` ``(B, K, N)`` float32, ``labels`` ``(B, N)`` int64, ``valid`` ``(B, N)`` float32 or ``None``, all
+    contiguous on the CPU; ``wg`` ``(2K,)`` float32: the class weights, then the class exponents ``γ``.
+    """
+    b, k, n = x.shape
+    per_row = chunks(n)
+    partial = torch.empty(b * per_row, 1 + 3 * k, dtype=torch.float64)
+    c = torch.empty(b, n, dtype=x.dtype) if coef else None
+    if b * n:
+        _run(lib.uf_forward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(wg), int(coef), int(regions)),
+             b * per_row, (_ptr(partial), _ptr(c)))
+    else:
+        partial.zero_()
+    sums = partial if per_row == 1 else partial.view(b, per_row, -1).sum(1)
+    return sums, c
+
+
+def backward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, c: Tensor | None,
+             coeffs: Tensor, regions: bool) -> Tensor:
+    """The logit gradient ``(B, K, N)`` from the per-row ``coeffs`` ``(B, 1 + 2K)`` float32
+    ``[k, ∂L/∂ΣP_c, ∂L/∂TP_c]`` (``k`` scales ``c``; the rest is read only with ``regions``)."""
+    b, k, n = x.shape
+    grad = torch.empty_like(x)
+    if b * n:
+        _run(lib.uf_backward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(c), _ptr(coeffs), int(regions)),
+             b * chunks(n), (_ptr(grad),))
+    return grad
+
+
+def _self_check(lib: ctypes.CDLL) -> str | None:
+    """Compare the kernel with a float64 PyTorch formulation on a small input; the mismatch, or ``None``."""
+    try:
+        g = torch.Generator().manual_seed(0)
+        b, k, n = 2, 3, 300
+        x = torch.randn(b, k, n, generator=g) * 4
+        labels = torch.randint(0, k, (b, n), generator=g)
+        valid = (torch.rand(b, n, generator=g) > 0.2).float()
+        w = torch.tensor([0.3, 1.0, 2.0])
+        gam = torch.tensor([0.5, 0.0, 0.25])
+        sums, c = forward(lib, x, labels, valid, torch.cat([w, gam]), True, True)
+        xd = x.double().requires_grad_()
+        logp = torch.log_softmax(xd, 1)
+        lpt = logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+        pt = lpt.exp()
+        f = -w.double()[labels] * (1 - pt) ** gam.double()[labels] * lpt * valid
+        onehot = torch.nn.functional.one_hot(labels, k).movedim(-1, 1).double() * valid.unsqueeze(1)
+        p = logp.exp()
+        tp, ps, cnt = (p * onehot).sum(-1), (p * valid.unsqueeze(1)).sum(-1), onehot.sum(-1)
+        ref = torch.cat([f.sum(-1, keepdim=True), tp, ps, cnt], 1)
+        if not torch.allclose(sums, ref, rtol=1e-4, atol=1e-4):
+            return f"sums off by {float((sums - ref).abs().max()):.3g}"
+        kr, a, bt = torch.tensor([0.7, -1.3]), torch.randn(b, k, generator=g), torch.randn(b, k, generator=g)
+        loss = (kr.double() * f.sum(-1)).sum() + (a.double() * ps).sum() + (bt.double() * tp).sum()
+        (want,) = torch.autograd.grad(loss, xd)
+        got = backward(lib, x, labels, valid, c, torch.cat([kr.unsqueeze(1), a, bt], 1), True)
+        if not torch.allclose(got.double(), want, rtol=1e-4, atol=1e-5):
+            return f"gradient off by {float((got.double() - want).abs().max()):.3g}"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
