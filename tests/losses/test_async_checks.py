@@ -12,11 +12,14 @@ import pytest
 import torch
 
 import unifocal.losses as L
-from unifocal.losses import _core
+from unifocal.losses import _core, _kernel
 
 
 @pytest.fixture
 def asynchronous(monkeypatch):
+    # the CUDA route: no CPU kernel (which reads the values in its own pass), asynchronous assertions
+    monkeypatch.setenv("UNIFOCAL_KERNEL", "0")
+    _kernel.reset()
     monkeypatch.setattr(_core, "_asynchronous", lambda t: True)
     read = torch.Tensor.item
 
@@ -26,6 +29,8 @@ def asynchronous(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "item", no_item)
     yield
     monkeypatch.setattr(torch.Tensor, "item", read)
+    monkeypatch.undo()
+    _kernel.reset()
 
 
 def _data(k=3):

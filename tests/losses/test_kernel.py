@@ -205,3 +205,27 @@ def test_kernel_with_custom_region_functions(k, batch, region):
         grads.append(xi.grad.double())
     torch.testing.assert_close(outs[0], outs[1], rtol=2e-5, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("name", ["unified_focal", "focal", "symmetric_focal"])
+def test_kernel_where_the_target_probability_is_near_one(name, k):
+    """1 - p_t from 1e-7 to 1e-1, where log p_t ≈ -(1 - p_t) must not lose its relative precision: the
+    loss and the gradient of every position agree with float64 to float32 precision."""
+    if not _kernel.kernel_status().available:
+        pytest.skip(_kernel.kernel_status().reason)
+    n = 400
+    y = torch.zeros(1, n, dtype=torch.long)
+    y[0, ::3] = 1
+    margin = torch.linspace(2.0, 16.0, n)  # x_t - x_other: 1 - p_t ≈ (k - 1) e^{-margin}
+    x = torch.zeros(1, k, n)
+    x.scatter_(1, y.unsqueeze(1), margin.view(1, 1, n))
+    loss = get_loss(name, reduction="sum")
+    x32 = x.clone().requires_grad_(True)
+    v = loss(x32, y)
+    v.backward()
+    x64 = x.double().requires_grad_(True)
+    ref = _autograd(loss, x64, y)
+    ref.backward()
+    assert torch.allclose(v.double(), ref, rtol=1e-5)
+    torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-4, atol=1e-12)

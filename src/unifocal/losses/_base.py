@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from unifocal.losses._core import Prepared, evaluate, prepare, reduce
-from unifocal.losses._fused import fused_loss
+from unifocal.losses._fused import fused_loss, kernel_serves
 from unifocal.spec import (
     COMMON_ANNOTATIONS,
     COMMON_DEFAULTS,
@@ -109,13 +109,12 @@ def compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: M
 
 def _compute(pred: Tensor, target: Tensor, terms: Callable[..., Terms], params: Mapping[str, Any],
              common: dict) -> Tensor:
-    prep = prepare(pred, target, common)
+    fused = not torch.compiler.is_compiling()
+    prep = prepare(pred, target, common, defer_checks=fused and kernel_serves(pred))
     t = describe(prep, terms, params)
-    if prep.kind == "logits" and prep.labels is not None and not torch.compiler.is_compiling():
-        per_row = fused_loss(prep, t)
-    else:
-        per_row = evaluate(prep, t)
-    return reduce(prep.unfold(per_row), common["reduction"])
+    if prep.kind == "logits" and prep.labels is not None and fused:
+        return fused_loss(prep, t, common["reduction"])
+    return reduce(prep.unfold(evaluate(prep, t)), common["reduction"])
 
 
 #: The common keyword arguments as keyword-only parameters (MONAI's names default to ``None``: not given).

@@ -78,6 +78,7 @@ class Prepared:
     common: dict            # the validated common keyword arguments
     channels: int = 1       # channels folded into the rows (multilabel mode), else 1
     exclude_background: bool = False  # leave the background class out of every class sum and mean
+    deferred: Deferred | None = None  # value checks left to the CPU kernel's pass over the data
 
     @property
     def num_classes(self) -> int:
@@ -191,8 +192,40 @@ def _as_label_map(target: Tensor, validate: bool) -> Tensor:
     return target if target.dtype == torch.int64 else target.long()
 
 
-def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
-    """Validate and flatten ``pred`` / ``target`` (see :mod:`unifocal.losses.constants` for shapes)."""
+@dataclass(frozen=True)
+class Deferred:
+    """Value checks of :func:`prepare` left to a later pass over the data (the CPU kernel's forward pass,
+    which reads every logit and label anyway): finiteness of the logits, the label range ``[0, k)``."""
+
+    k: int
+    ignore_index: int | None
+
+    def raise_if_bad(self, bad: float, lo: float, hi: float) -> None:
+        """``bad``: ``Σ x·0`` (NaN if a logit is not finite); ``lo``/``hi``: the extreme labels."""
+        _require(bad == 0.0, "pred contains NaN or Inf values")
+        self._labels(lo, hi)
+
+    def _labels(self, lo: float, hi: float) -> None:
+        ign = "" if self.ignore_index is None else f" (ignore_index={self.ignore_index})"
+        _require(lo >= 0 and hi < self.k, f"target labels must lie in [0, {self.k}) for {self.k} classes{ign}",
+                 lambda: f": target label {int(lo) if lo < 0 else int(hi)} is outside")
+
+    def run(self, prep: Prepared) -> None:
+        """The same checks by PyTorch reductions (when the kernel does not take the input after all)."""
+        if prep.x.numel():
+            _require(_finite(*_extrema(prep.x)), "pred contains NaN or Inf values")
+        if prep.labels is not None and prep.labels.numel():
+            lo, hi = _extrema(prep.labels)
+            self._labels(float(lo), float(hi))
+
+
+def prepare(pred: Tensor, target: Tensor, common: dict, defer_checks: bool = False) -> Prepared:
+    """Validate and flatten ``pred`` / ``target`` (see :mod:`unifocal.losses.constants` for shapes).
+
+    With ``defer_checks`` (the caller's CPU kernel will read the data anyway) the finiteness of logits
+    and the range of integer labels are not checked here but recorded as :class:`Deferred`: the caller
+    must run them (``Prepared.deferred``). Logits with a soft target are checked here as always.
+    """
     if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
         raise ValueError(f"pred and target must be torch tensors, got {type(pred).__name__} and {type(target).__name__}")
     if not pred.is_floating_point():
@@ -215,7 +248,8 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
     k = max(c, 2)
     # float64 stays float64 (gradcheck, re-derivations); every other dtype is computed in float32
     x = pred if pred.dtype in (torch.float32, torch.float64) else pred.float()
-    if validate and x.numel():
+    defer = validate and defer_checks and kind == "logits"
+    if validate and x.numel() and not defer:
         lo, hi = _extrema(x)  # one pass, no temporary
         _require(_finite(lo, hi), "pred contains NaN or Inf values")
         if kind == "probs":
@@ -278,17 +312,21 @@ def prepare(pred: Tensor, target: Tensor, common: dict) -> Prepared:
             valid = vmask.to(x.dtype)
             n_valid = valid.sum(1).clamp_min(1.0)
             labels = labels.masked_fill(~vmask, 0)
-        if validate and labels.numel():
+        if validate and labels.numel() and not defer:
             llo, lhi = _extrema(labels)
             ign = "" if ii is None else f" (ignore_index={ii})"
             _require((llo >= 0) & (lhi < k), f"target labels must lie in [0, {k}) for {k} classes{ign}",
                      lambda: f": target label {int(llo) if llo < 0 else int(lhi)} is outside")
     else:
         soft = soft.reshape(b, k, n)
+        if defer and x.numel():  # a soft target: nothing to defer to
+            _require(_finite(*_extrema(x)), "pred contains NaN or Inf values")
+            defer = False
 
     if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits; probabilities [1 - p, p]
         x = torch.cat([torch.zeros_like(x), x], dim=1) if kind == "logits" else torch.cat([1.0 - x, x], dim=1)
-    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common, channels, exclude_background)
+    return Prepared(x.reshape(b, k, n), labels, soft, valid, n_valid, kind, common, channels, exclude_background,
+                    Deferred(k, common["ignore_index"]) if defer else None)
 
 
 def _fold_channels(pred: Tensor, target: Tensor, common: dict) -> tuple[Tensor, Tensor, int]:

@@ -37,11 +37,13 @@ from torch.autograd.function import once_differentiable
 from unifocal.losses import _kernel
 from unifocal.losses._core import (
     POW_FLOOR,
+    Deferred,
     Prepared,
     Terms,
     Tversky,
     constant,
     pooled_stats,
+    reduce,
     region_value,
     spread,
     tversky_denominator_tp,
@@ -646,27 +648,33 @@ class _KernelLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor,
-                terms: Terms, closed: tuple | None, lib: Any) -> Tensor | tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(ctx: Any, x: Tensor, labels: Tensor, valid: Tensor | None, n_valid: Tensor, terms: Terms,
+                closed: tuple | None, lib: Any, deferred: Deferred | None, factor: float | None
+                ) -> Tensor | tuple[Tensor, Tensor, Tensor, Tensor]:
         ctx.set_materialize_grads(False)
         b, k, n = x.shape
         coef, regions = bool(terms.coef), bool(terms.regions)
         wg = constant((terms.weight if terms.weight is not None else (1.0,) * k)
                       + (terms.gamma if terms.modulated else (0.0,) * k), x)
-        sums, c = _kernel.forward(lib, x, labels, valid, wg, coef, regions)
+        sums, c, checks = _kernel.forward(lib, x, labels, valid, wg, coef, regions)
+        if deferred is not None:  # the checks of prepare(), from the kernel's pass over the data
+            deferred.raise_if_bad(*checks)
         ctx.save_for_backward(x, labels, valid, c, n_valid)
         ctx.terms, ctx.lib, ctx.n, ctx.floats = terms, lib, n, None
-        if closed is not None and b * n and b * k * max(1, len(terms.regions)) <= _FLOAT_CLOSED_FORM_MAX:
-            rows = sums.tolist()
+        if (closed is not None and isinstance(sums, list)
+                and b * k * max(1, len(terms.regions)) <= _FLOAT_CLOSED_FORM_MAX):
+            rows = sums
             cf = _closed_form_floats(rows, k, *closed) if regions else ([0.0] * b, None, None)
             if cf is not None:
                 value, a_tp, a_ps = cf
                 counts = [float(n)] * b if valid is None else n_valid.tolist()
                 if coef:
                     value = [v + terms.coef * r[0] / m for v, r, m in zip(value, rows, counts, strict=True)]
-                ctx.floats = (a_tp, a_ps, closed[2], counts)
+                ctx.floats, ctx.factor = (a_tp, a_ps, closed[2], counts), factor
+                if factor is not None:  # the reduction too: a scalar
+                    return torch.tensor(math.fsum(value) * factor, dtype=x.dtype)
                 return torch.tensor(value, dtype=x.dtype)
-        s = sums.to(x.dtype)
+        s = (torch.tensor(sums, dtype=torch.float64)[:, :1 + 3 * k] if isinstance(sums, list) else sums).to(x.dtype)
         dist = tp = psum = count = None
         if coef:
             dist = s[:, 0].mul(terms.coef / n) if valid is None and n else s[:, 0].div(n_valid).mul_(terms.coef)
@@ -683,10 +691,11 @@ class _KernelLoss(torch.autograd.Function):
         terms = ctx.terms
         if ctx.floats is not None:
             if g_dist is None:
-                return None, None, None, None, None, None, None
-            coeffs = _row_coefficients(g_dist.tolist(), terms.coef, *ctx.floats, k)
+                return None, None, None, None, None, None, None, None, None
+            g = [float(g_dist) * ctx.factor] * b if ctx.factor is not None else g_dist.tolist()
+            coeffs = _row_coefficients(g, terms.coef, *ctx.floats, k)
             return (_kernel.backward(ctx.lib, x, labels, valid, c, torch.tensor(coeffs, dtype=x.dtype),
-                                     ctx.floats[0] is not None), None, None, None, None, None, None)
+                                     ctx.floats[0] is not None), None, None, None, None, None, None, None, None)
         dtp, dps = stats[:2] if stats else (None, None)
         if ctx.closed is not None and g_dist is not None:
             dtp, dps = _closed_form_grads(ctx, g_dist)
@@ -695,7 +704,7 @@ class _KernelLoss(torch.autograd.Function):
             k_row = g_dist * (terms.coef / ctx.n) if valid is None and ctx.n else g_dist.div(n_valid).mul_(terms.coef)
         regions = dtp is not None or dps is not None
         if k_row is None and not regions:
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None, None
         cols = [(k_row if k_row is not None else x.new_zeros(b)).unsqueeze(1)]
         if regions:
             cols += [dps if dps is not None else torch.zeros_like(dtp), dtp if dtp is not None else torch.zeros_like(dps)]
@@ -703,7 +712,7 @@ class _KernelLoss(torch.autograd.Function):
             cols.append(x.new_zeros(b, 2 * k))
         coeffs = torch.cat([t.to(x.dtype) for t in cols], 1)
         grad = _kernel.backward(ctx.lib, x, labels, valid, c if k_row is not None else None, coeffs, regions)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None
 
 
 #: Up to this many (row, class, region term) entries the per-row algebra of :class:`_KernelLoss` is done
@@ -772,15 +781,15 @@ def _row_coefficients(g: list[float], coef: float, a_tp: list[list[float]] | Non
             for r, s in zip(range(rows), src, strict=True)]
 
 
-def _kernel_library(prep: Prepared) -> Any:
-    """The CPU kernel when it serves this input (float32 on the CPU), else ``None``."""
-    if prep.x.dtype != torch.float32 or prep.x.device.type != "cpu":
-        return None
-    return _kernel.library()
+def kernel_serves(pred: Tensor) -> bool:
+    """Whether logits ``pred`` with integer labels take the CPU kernel: on the CPU, computed in float32
+    (every floating dtype but float64), with the kernel built."""
+    return pred.device.type == "cpu" and pred.dtype != torch.float64 and _kernel.library() is not None
 
 
-def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
-    """Per-row loss ``(B',)`` for logits with integer labels (see the module docstring).
+def fused_loss(prep: Prepared, terms: Terms, reduction: str | None = None) -> Tensor:
+    """The loss for logits with integer labels (see the module docstring): per row ``(B',)``, or with
+    ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) per sample and reduced as the loss's ``reduction``.
 
     The region terms of the tiny ``(B', K)`` statistics ``(TP, ΣP, Σg)`` are differentiated in closed
     form inside the fused function when they are all :class:`Tversky` terms (every loss of the
@@ -791,21 +800,35 @@ def fused_loss(prep: Prepared, terms: Terms) -> Tensor:
     closed = all(isinstance(f, Tversky) for _, f, _ in terms.regions)
     args = (prep.x, prep.labels, prep.valid, prep.n_valid, terms,
             (terms.regions, terms.classes, pool) if closed else None)
-    lib = _kernel_library(prep)
+    lib = _kernel.library() if prep.x.dtype == torch.float32 and prep.x.device.type == "cpu" else None
+    if lib is None and prep.deferred is not None:
+        prep.deferred.run(prep)
     if lib is not None:
         valid = prep.valid.contiguous() if prep.valid is not None else None
-        out = _KernelLoss.apply(prep.x.contiguous(), prep.labels.contiguous(), valid, *args[3:], lib)
+        # "mean" over samples is the mean over rows (every sample has `channels` rows); "sum" over samples
+        # is the sum over rows over `channels`: the kernel's function may reduce in Python numbers
+        factor = {"mean": 1.0 / max(prep.batch_size, 1), "sum": 1.0 / prep.channels}.get(reduction or "none")
+        out = _KernelLoss.apply(prep.x.contiguous(), prep.labels.contiguous(), valid, *args[3:], lib,
+                                prep.deferred, factor)
+        if isinstance(out, Tensor):
+            if out.ndim == 0:
+                return out  # reduced already
+            return out if reduction is None else reduce(prep.unfold(out), reduction)
         if closed or not terms.regions:
-            return out if isinstance(out, Tensor) else out[0]
+            return _reduced(prep, out[0], reduction)
         value, tp, psum, count = out
     elif prep.num_classes == 2:
         out = _FusedBinaryLoss.apply(*args)
         if closed or not terms.regions:
-            return out
+            return _reduced(prep, out, reduction)
         value, tp, psum, count = out
     else:
         value, tp, psum, count = _FusedLoss.apply(*args)
         if closed:
-            return value
+            return _reduced(prep, value, reduction)
     region = spread(region_value(terms, *pooled_stats(tp, psum, count, *pool)), prep.batch_size)
-    return value + region if terms.coef else region
+    return _reduced(prep, value + region if terms.coef else region, reduction)
+
+
+def _reduced(prep: Prepared, per_row: Tensor, reduction: str | None) -> Tensor:
+    return per_row if reduction is None else reduce(prep.unfold(per_row), reduction)

@@ -10,7 +10,8 @@
  *                per position the softmax p, log p_t, the distribution term
  *                f = v w_t (1 - p_t)^g_t (-log p_t) and its logit-gradient coefficient
  *                c = v p_t f'(p_t) = v w_t (1 - p_t)^g_t (g_t p_t log p_t / (1 - p_t) - 1);
- *                per chunk the sums [sum f, TP_c, sum_n v p_c, sum_n v [t = c]] (c = 0..K-1).
+ *                per chunk the sums [sum f, TP_c, sum_n v p_c, sum_n v [t = c]] (c = 0..K-1), then the
+ *                input checks [sum x * 0 (NaN if a logit is not finite), min t, max t].
  *   uf_backward: the logit gradient
  *                grad_j = p_j (v A_j - S - k c) + [t = j] (v p_t B_t + k c),
  *                S = v (sum_c p_c A_c + p_t B_t),
@@ -137,16 +138,30 @@ int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, 
     float *E = buf, *m = E + K * BLK, *st = m + BLK, *so = st + BLK, *xt = so + BLK, *wt = xt + BLK;
     float *gt = wt + BLK, *inv = gt + BLK, *vv = inv + BLK, *pt = vv + BLK;
     int32_t *ti = (int32_t *)(pt + BLK);
-    const int64_t S = 1 + 3 * K;
+    const int64_t S = 4 + 3 * K;
     for (int64_t ci = c0; ci < c1; ci++) {
         int64_t b, n0, n1;
         row_chunk(ci, N, chunk, &b, &n0, &n1);
         double *acc = partial + ci * S;
         for (int64_t j = 0; j < S; j++) acc[j] = 0.0;
+        int64_t lo = t[b * N + n0], hi = lo;
         for (int64_t n = n0; n < n1; n += BLK) {
             int64_t L = n1 - n < BLK ? n1 - n : BLK;
             const float *xb = x + b * K * N + n;
             const int64_t *tb = t + b * N + n;
+            /* the input checks: x * 0 is NaN for a NaN or infinite logit; the smallest and largest label */
+            float bad = 0.0f;
+            for (int64_t c = 0; c < K; c++) {
+                const float *restrict xc = xb + c * N;
+#pragma omp simd reduction(+ : bad)
+                for (int64_t i = 0; i < L; i++) bad += xc[i] * 0.0f;
+            }
+            acc[S - 3] += (double)bad;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+            for (int64_t i = 0; i < L; i++) {
+                lo = tb[i] < lo ? tb[i] : lo;
+                hi = tb[i] > hi ? tb[i] : hi;
+            }
             block_softmax(xb, tb, N, K, L, E, ti, m, st, so, xt);
             for (int64_t i = 0; i < L; i++) {
                 float s = st[i] + so[i];
@@ -175,7 +190,13 @@ int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, 
                     float p = st[i] * inv[i];
                     float q = so[i] * inv[i];
                     q = q < FLT_TINY ? FLT_TINY : q;
-                    float lp = xt[i] - v_log(s);
+                    /* log s = log(1 + (s - 1)); when p_t is the largest probability (e_t = 1) the addend is
+                       the sum of the others, and log(1 + y) = log(u) y / (u - 1) with u = 1 + y rounded keeps
+                       its relative precision (Goldberg); otherwise y / (u - 1) = 1 */
+                    float y = st[i] == 1.0f ? so[i] : s - 1.0f;
+                    float um1 = s - 1.0f;
+                    float ls = um1 == 0.0f ? y : v_log(s) * (y / um1);
+                    float lp = xt[i] - ls;
                     float gm = gt[i];
                     float mod = gm != 0.0f ? v_exp(gm * v_log(q)) : 1.0f;
                     float ratio = q < SERIES_CUTOFF ? -(1.0f + q * (0.5f + q * (1.0f / 3.0f))) : lp / q;
@@ -204,6 +225,8 @@ int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, 
                 }
             }
         }
+        acc[S - 2] = (double)lo;
+        acc[S - 1] = (double)hi;
     }
     free(buf);
     return 0;
@@ -213,11 +236,11 @@ int uf_backward(const float *x, const int64_t *t, const float *valid, int64_t B,
                 const float *cin, const float *coeffs, int32_t regions_on, int64_t chunk, int64_t c0,
                 int64_t c1, float *grad) {
     (void)B;
-    float *buf = (float *)malloc(sizeof(float) * (size_t)(K * BLK + 12 * BLK));
+    float *buf = (float *)malloc(sizeof(float) * (size_t)(K * BLK + 14 * BLK));
     if (!buf) return 1;
     float *E = buf, *m = E + K * BLK, *st = m + BLK, *so = st + BLK, *xt = so + BLK, *inv = xt + BLK;
-    float *u = inv + BLK, *e = u + BLK, *vv = e + BLK, *bt = vv + BLK;
-    int32_t *ti = (int32_t *)(bt + BLK);
+    float *u = inv + BLK, *uo = u + BLK, *at = uo + BLK, *bt = at + BLK, *vv = bt + BLK, *tg = vv + BLK;
+    int32_t *ti = (int32_t *)(tg + BLK);
     for (int64_t ci = c0; ci < c1; ci++) {
         int64_t b, n0, n1;
         row_chunk(ci, N, chunk, &b, &n0, &n1);
@@ -231,28 +254,37 @@ int uf_backward(const float *x, const int64_t *t, const float *valid, int64_t B,
             for (int64_t i = 0; i < L; i++) {
                 inv[i] = 1.0f / (st[i] + so[i]);
                 vv[i] = valid ? valid[b * N + n + i] : 1.0f;
-                bt[i] = 0.0f;
                 u[i] = 0.0f;
+                uo[i] = 0.0f;
+                at[i] = 0.0f;
+                bt[i] = 0.0f;
             }
             if (Ab) {
-                /* u = sum_c p_c A_c, bt = B_t */
+                /* u = sum_c e_c A_c, uo = the same over c != t, at = A_t, bt = B_t */
                 for (int64_t c = 0; c < K; c++) {
                     const float *restrict ec = E + c * BLK;
                     float ac = Ab[c], bc = Bb[c];
                     int32_t cc = (int32_t)c;
                     for (int64_t i = 0; i < L; i++) {
-                        u[i] += ec[i] * ac;
-                        bt[i] = ti[i] == cc ? bc : bt[i];
+                        int32_t hit = ti[i] == cc;
+                        float ea = ec[i] * ac;
+                        u[i] += ea;
+                        uo[i] += hit ? 0.0f : ea;
+                        at[i] = hit ? ac : at[i];
+                        bt[i] = hit ? bc : bt[i];
                     }
                 }
             }
-            /* e = v p_t B_t + k c (added at the target), u = v (sum_c p_c A_c + p_t B_t) + e */
+            /* u := S + k c with S = v (sum_c p_c A_c + p_t B_t); the target class's gradient in the form
+               p_t v (A_t q - sum_{c != t} p_c A_c + B_t q) + k c q with q = 1 - p_t as the sum of the
+               others, which keeps its relative precision where p_t is near 1 */
             const float *restrict cb = cin ? cin + b * N + n : NULL;
             for (int64_t i = 0; i < L; i++) {
                 float pt = st[i] * inv[i];
-                float ev = vv[i] * pt * bt[i] + (cb ? k * cb[i] : 0.0f);
-                e[i] = ev;
-                u[i] = vv[i] * u[i] * inv[i] + ev;
+                float q = so[i] * inv[i];
+                float kc = cb ? k * cb[i] : 0.0f;
+                u[i] = vv[i] * (u[i] * inv[i] + pt * bt[i]) + kc;
+                tg[i] = pt * vv[i] * ((at[i] + bt[i]) * q - uo[i] * inv[i]) + kc * q;
             }
             for (int64_t c = 0; c < K; c++) {
                 const float *restrict ec = E + c * BLK;
@@ -260,9 +292,8 @@ int uf_backward(const float *x, const int64_t *t, const float *valid, int64_t B,
                 float ac = Ab ? Ab[c] : 0.0f;
                 int32_t cc = (int32_t)c;
                 for (int64_t i = 0; i < L; i++) {
-                    float p = ec[i] * inv[i];
-                    float gv = p * (vv[i] * ac - u[i]);
-                    gc[i] = ti[i] == cc ? gv + e[i] : gv;
+                    float gv = ec[i] * inv[i] * (vv[i] * ac - u[i]);
+                    gc[i] = ti[i] == cc ? tg[i] : gv;
                 }
             }
         }

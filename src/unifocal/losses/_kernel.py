@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -45,6 +46,8 @@ FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC
 NATIVE = ("-march=native",)
 #: Positions per chunk: the unit of work of one thread and of one partial sum.
 CHUNK = 32768
+#: Up to this many rows of one chunk, :func:`forward` returns its sums as Python numbers.
+_LIST_ROWS = 16
 #: Inputs with fewer chunks than this run on the calling thread alone.
 _MIN_PARALLEL_CHUNKS = 2
 
@@ -244,23 +247,32 @@ def chunks(n: int) -> int:
 
 
 def forward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, wg: Tensor, coef: bool,
-            regions: bool) -> tuple[Tensor, Tensor | None]:
-    """Per-row sums ``(B, 1 + 3K)`` float64 ``[Σ v f, TP_c, ΣP_c, Σg_c]`` and the coefficients ``c`` ``(B, N)``.
+            regions: bool) -> tuple[Tensor | list[list[float]], Tensor | None, tuple[float, float, float]]:
+    """The forward pass: per-row sums, the coefficients ``c`` ``(B, N)`` and the input checks.
 
     ``x`` ``(B, K, N)`` float32, ``labels`` ``(B, N)`` int64, ``valid`` ``(B, N)`` float32 or ``None``, all
     contiguous on the CPU; ``wg`` ``(2K,)`` float32: the class weights, then the class exponents ``γ``.
+    Returns the sums ``(B, 1 + 3K)`` float64 ``[Σ v f, TP_c, ΣP_c, Σg_c]`` (for at most ``_LIST_ROWS`` rows of
+    one chunk each, as lists of Python numbers, each row followed by three more numbers), ``c`` (``None``
+    without ``coef``) and ``(Σ x·0, min label, max label)`` (the first is NaN if a logit is not finite).
     """
     b, k, n = x.shape
     per_row = chunks(n)
-    partial = torch.empty(b * per_row, 1 + 3 * k, dtype=torch.float64)
+    width = 4 + 3 * k
+    partial = torch.empty(b * per_row, width, dtype=torch.float64)
     c = torch.empty(b, n, dtype=x.dtype) if coef else None
-    if b * n:
-        _run(lib.uf_forward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(wg), int(coef), int(regions)),
-             b * per_row, (_ptr(partial), _ptr(c)))
-    else:
-        partial.zero_()
-    sums = partial if per_row == 1 else partial.view(b, per_row, -1).sum(1)
-    return sums, c
+    if not b * n:
+        return partial.new_zeros(b, 1 + 3 * k), c, (0.0, 0.0, 0.0)
+    _run(lib.uf_forward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(wg), int(coef), int(regions)),
+         b * per_row, (_ptr(partial), _ptr(c)))
+    if per_row == 1 and b <= _LIST_ROWS:  # few rows: Python numbers (the caller's per-row algebra wants them)
+        rows = partial.tolist()
+        checks = (sum(r[-3] for r in rows), min(r[-2] for r in rows), max(r[-1] for r in rows))
+        return rows, c, checks
+    tail = partial[:, width - 3:]
+    checks = (float(tail[:, 0].sum()), float(tail[:, 1].min()), float(tail[:, 2].max()))
+    sums = partial[:, :width - 3] if per_row == 1 else partial[:, :width - 3].reshape(b, per_row, -1).sum(1)
+    return sums, c, checks
 
 
 def backward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, c: Tensor | None,
@@ -285,7 +297,14 @@ def _self_check(lib: ctypes.CDLL) -> str | None:
         valid = (torch.rand(b, n, generator=g) > 0.2).float()
         w = torch.tensor([0.3, 1.0, 2.0])
         gam = torch.tensor([0.5, 0.0, 0.25])
-        sums, c = forward(lib, x, labels, valid, torch.cat([w, gam]), True, True)
+        sums, c, checks = forward(lib, x, labels, valid, torch.cat([w, gam]), True, True)
+        sums = torch.tensor(sums, dtype=torch.float64)[:, :1 + 3 * k] if isinstance(sums, list) else sums
+        if checks != (0.0, float(labels.min()), float(labels.max())):
+            return f"input checks {checks}"
+        x_nan = x.clone()
+        x_nan[1, 2, 17] = float("nan")
+        if not math.isnan(forward(lib, x_nan, labels, valid, torch.cat([w, gam]), True, True)[2][0]):
+            return "a NaN logit was not reported"
         xd = x.double().requires_grad_()
         logp = torch.log_softmax(xd, 1)
         lpt = logp.gather(1, labels.unsqueeze(1)).squeeze(1)
