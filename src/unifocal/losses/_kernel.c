@@ -128,6 +128,103 @@ static void row_chunk(int64_t ci, int64_t N, int64_t chunk, int64_t *b, int64_t 
     *n1 = *n0 + chunk < N ? *n0 + chunk : N;
 }
 
+/* Two classes: everything is a function of a = +-(x_1 - x_0), the logit difference signed towards the
+ * target: with e = e^{-|a|}, p_t = 1 / (1 + e) or e / (1 + e), q = 1 - p_t the other one,
+ * log p_t = min(a, 0) - log(1 + e) and log q = log p_t - a, exactly; one exp and one log per position
+ * instead of the general path's three and two. */
+static void binary_prologue(const float *restrict xb, const int64_t *restrict tb, const float *restrict vb,
+                            int64_t N, int64_t L, int32_t *restrict ti, float *restrict a, float *restrict ee,
+                            float *restrict pt, float *restrict q, float *restrict vv) {
+#pragma omp simd
+    for (int64_t i = 0; i < L; i++) {
+        int32_t t1 = (int32_t)tb[i];
+        ti[i] = t1;
+        float z = xb[N + i] - xb[i];
+        float ai = t1 == 1 ? z : -z;
+        float e = v_exp(ai < 0.0f ? ai : -ai);
+        float inv = 1.0f / (1.0f + e);
+        a[i] = ai;
+        ee[i] = e;
+        pt[i] = ai >= 0.0f ? inv : e * inv;
+        q[i] = ai >= 0.0f ? e * inv : inv;
+    }
+    if (vb)
+        for (int64_t i = 0; i < L; i++) vv[i] = vb[i];
+    else
+        for (int64_t i = 0; i < L; i++) vv[i] = 1.0f;
+}
+
+static void binary_forward(const float *xb, const int64_t *tb, const float *vb, int64_t N, int64_t L,
+                           const float *w, const float *g, int32_t coef_on, int32_t regions_on, double *acc,
+                           float *restrict co, float *buf) {
+    int32_t *ti = (int32_t *)buf;
+    float *a = buf + BLK, *ee = a + BLK, *pt = ee + BLK, *q = pt + BLK, *vv = q + BLK;
+    binary_prologue(xb, tb, vb, N, L, ti, a, ee, pt, q, vv);
+    if (coef_on) {
+        float w0 = w[0], w1 = w[1], g0 = g[0], g1 = g[1];
+        float fsum = 0.0f;
+#pragma omp simd reduction(+ : fsum)
+        for (int64_t i = 0; i < L; i++) {
+            float ai = a[i], p = pt[i], qi = q[i];
+            /* log(1 + e) = log(u) e / (u - 1) with u = 1 + e rounded (Goldberg) */
+            float e = ee[i];
+            float u = 1.0f + e;
+            float um1 = u - 1.0f;
+            float l1p = um1 == 0.0f ? e : v_log(u) * (e / um1);
+            float lp = (ai < 0.0f ? ai : 0.0f) - l1p;
+            int32_t one = ti[i] == 1;
+            float wt = one ? w1 : w0, gm = one ? g1 : g0;
+            float mod = gm != 0.0f ? v_exp(gm * (lp - ai)) : 1.0f;
+            float ratio = qi < SERIES_CUTOFF ? -(1.0f + qi * (0.5f + qi * (1.0f / 3.0f))) : lp / qi;
+            float c = vv[i] * wt * mod;
+            fsum += -c * lp;
+            co[i] = c * (gm * p * ratio - 1.0f);
+        }
+        acc[0] += (double)fsum;
+    }
+    if (regions_on) {
+        float tp0 = 0.0f, tp1 = 0.0f, ps0 = 0.0f, ps1 = 0.0f, cn0 = 0.0f, cn1 = 0.0f;
+#pragma omp simd reduction(+ : tp0, tp1, ps0, ps1, cn0, cn1)
+        for (int64_t i = 0; i < L; i++) {
+            int32_t one = ti[i] == 1;
+            float v = vv[i], pv = pt[i] * v, qv = q[i] * v;
+            float p1 = one ? pv : qv, p0 = one ? qv : pv;
+            ps0 += p0;
+            ps1 += p1;
+            tp0 += one ? 0.0f : p0;
+            tp1 += one ? p1 : 0.0f;
+            cn0 += one ? 0.0f : v;
+            cn1 += one ? v : 0.0f;
+        }
+        acc[1] += (double)tp0;
+        acc[2] += (double)tp1;
+        acc[3] += (double)ps0;
+        acc[4] += (double)ps1;
+        acc[5] += (double)cn0;
+        acc[6] += (double)cn1;
+    }
+}
+
+/* The gradient at the target is q (v p_t (A_t - A_o + B_t) + k c) (o the other class), at the other class
+ * its negative (a softmax gradient sums to zero over the classes). */
+static void binary_backward(const float *xb, const int64_t *tb, const float *vb, int64_t N, int64_t L,
+                            const float *restrict cb, float k, const float *Ab, const float *Bb,
+                            float *restrict g0, float *restrict g1, float *buf) {
+    int32_t *ti = (int32_t *)buf;
+    float *a = buf + BLK, *ee = a + BLK, *pt = ee + BLK, *q = pt + BLK, *vv = q + BLK;
+    binary_prologue(xb, tb, vb, N, L, ti, a, ee, pt, q, vv);
+    float a0 = Ab ? Ab[0] : 0.0f, a1 = Ab ? Ab[1] : 0.0f, b0 = Ab ? Bb[0] : 0.0f, b1 = Ab ? Bb[1] : 0.0f;
+#pragma omp simd
+    for (int64_t i = 0; i < L; i++) {
+        int32_t one = ti[i] == 1;
+        float r = one ? a1 - a0 + b1 : a0 - a1 + b0;
+        float kc = cb ? k * cb[i] : 0.0f;
+        float tg = q[i] * (vv[i] * pt[i] * r + kc);
+        g0[i] = one ? -tg : tg;
+        g1[i] = one ? tg : -tg;
+    }
+}
+
 int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, int64_t K, int64_t N,
                const float *wg, int32_t coef_on, int32_t regions_on, int64_t chunk, int64_t c0, int64_t c1,
                double *partial, float *cout) {
@@ -161,6 +258,11 @@ int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, 
             for (int64_t i = 0; i < L; i++) {
                 lo = tb[i] < lo ? tb[i] : lo;
                 hi = tb[i] > hi ? tb[i] : hi;
+            }
+            if (K == 2) {
+                binary_forward(xb, tb, valid ? valid + b * N + n : NULL, N, L, w, g, coef_on, regions_on, acc,
+                               coef_on ? cout + b * N + n : NULL, buf);
+                continue;
             }
             block_softmax(xb, tb, N, K, L, E, ti, m, st, so, xt);
             for (int64_t i = 0; i < L; i++) {
@@ -250,6 +352,12 @@ int uf_backward(const float *x, const int64_t *t, const float *valid, int64_t B,
         for (int64_t n = n0; n < n1; n += BLK) {
             int64_t L = n1 - n < BLK ? n1 - n : BLK;
             const float *xb = x + b * K * N + n;
+            if (K == 2) {
+                binary_backward(xb, t + b * N + n, valid ? valid + b * N + n : NULL, N, L,
+                                cin ? cin + b * N + n : NULL, k, Ab, Bb, grad + b * K * N + n,
+                                grad + b * K * N + N + n, buf);
+                continue;
+            }
             block_softmax(xb, t + b * N + n, N, K, L, E, ti, m, st, so, xt);
             for (int64_t i = 0; i < L; i++) {
                 inv[i] = 1.0f / (st[i] + so[i]);
