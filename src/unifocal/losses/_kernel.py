@@ -48,8 +48,8 @@ NATIVE = ("-march=native",)
 CHUNK = 32768
 #: Up to this many rows of one chunk, :func:`forward` returns its sums as Python numbers.
 _LIST_ROWS = 16
-#: Inputs with fewer chunks than this run on the calling thread alone.
-_MIN_PARALLEL_CHUNKS = 2
+#: Inputs of fewer logits than this run on the calling thread alone (a thread hand-off costs ~50 µs).
+_MIN_PARALLEL = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -215,10 +215,11 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple) -> None:
-    """``fn(*args_before, CHUNK, c0, c1, *args_after)`` over all chunks, on several threads if worth it."""
+def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple, size: int) -> None:
+    """``fn(*args_before, CHUNK, c0, c1, *args_after)`` over all chunks, on several threads if worth it
+    (``size``: the number of logits)."""
     threads = min(torch.get_num_threads(), n_chunks)
-    if threads < 2 or n_chunks < _MIN_PARALLEL_CHUNKS:
+    if threads < 2 or size < _MIN_PARALLEL:
         if fn(*args_before, CHUNK, 0, n_chunks, *args_after):
             raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
         return
@@ -264,7 +265,7 @@ def forward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, w
     if not b * n:
         return partial.new_zeros(b, 1 + 3 * k), c, (0.0, 0.0, 0.0)
     _run(lib.uf_forward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(wg), int(coef), int(regions)),
-         b * per_row, (_ptr(partial), _ptr(c)))
+         b * per_row, (_ptr(partial), _ptr(c)), x.numel())
     if per_row == 1 and b <= _LIST_ROWS:  # few rows: Python numbers (the caller's per-row algebra wants them)
         rows = partial.tolist()
         checks = (sum(r[-3] for r in rows), min(r[-2] for r in rows), max(r[-1] for r in rows))
@@ -283,7 +284,7 @@ def backward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, 
     grad = torch.empty_like(x)
     if b * n:
         _run(lib.uf_backward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(c), _ptr(coeffs), int(regions)),
-             b * chunks(n), (_ptr(grad),))
+             b * chunks(n), (_ptr(grad),), x.numel())
     return grad
 
 
