@@ -15,6 +15,7 @@ except ModuleNotFoundError as _exc:  # one line that says what to install, as tr
                               'the same losses for Keras 3, needs no torch)', name="torch") from None
 
 from unifocal.losses._base import Loss
+from unifocal.losses._kernel import KernelStatus, kernel_status
 from unifocal.losses.compound import (
     ComboLoss,
     HybridFocalLoss,
@@ -62,6 +63,7 @@ __all__ = [
     "FocalLoss",
     "FocalTverskyLoss",
     "HybridFocalLoss",
+    "KernelStatus",
     "Loss",
     "SymmetricFocalLoss",
     "SymmetricFocalTverskyLoss",
@@ -79,6 +81,7 @@ __all__ = [
     "focal_tversky_loss",
     "get_loss",
     "hybrid_focal_loss",
+    "kernel_status",
     "loss_defaults",
     "symmetric_focal_loss",
     "symmetric_focal_tversky_loss",

@@ -70,7 +70,17 @@ _pool_size = 0
 
 
 def kernel_status() -> KernelStatus:
-    """Build and load the kernel if that has not been tried yet, and say whether it is in use."""
+    """Whether the losses use the fused CPU kernel (float32 logits with integer labels on the CPU), and why not.
+
+    Builds and loads the kernel if that has not been tried yet in this process (``docs/losses.md``, "The
+    CPU kernel").
+
+    Example:
+        >>> from unifocal.losses import kernel_status
+        >>> status = kernel_status()
+        >>> isinstance(status.available, bool) and isinstance(status.reason, str)
+        True
+    """
     library()
     return _status if _status is not None else KernelStatus(False, None, "not loaded")
 
@@ -230,6 +240,16 @@ def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple, size: int) ->
     rc = fn(*args_before, CHUNK, bounds[0], bounds[1], *args_after)
     if rc or any(f.result() for f in futures):
         raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
+
+
+def _forget_pool() -> None:
+    """In a child process after ``fork``: the parent's pool threads do not exist there."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _thread_pool(threads: int) -> ThreadPoolExecutor:
