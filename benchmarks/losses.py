@@ -3,7 +3,8 @@
 **Sweep (default).** Forward + backward of every loss of ``unifocal.losses``, ``F.cross_entropy``
 and MONAI's ``DiceCELoss`` on logits with integer targets (~90 % background) at common training
 shapes — batch 1-32, 2-4 classes, 2D 64²-512², 3D patches 32³-128³ — all candidates of a shape in
-ONE interleaved round robin (the order rotates every repetition), one torch thread by default,
+ONE interleaved round robin (the order shuffled every repetition, seeded: a rotation would keep every
+candidate behind the same one, whose allocations it would always inherit), one torch thread by default,
 median of many repetitions (at least ``--reps``, more for small shapes, up to ``--budget`` seconds
 of timing per shape). Printed per shape: cross entropy's median time and every candidate's median
 over cross entropy's; then the median and the worst of those ratios over the training shapes.
@@ -39,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -115,8 +117,9 @@ def _time_round_robin(cands, x, y, device, reps, warmup=2):
         for n in names:
             cands[n](x, y).backward()
             x.grad = None
-    for r in range(reps):
-        order = names[r % len(names):] + names[: r % len(names)]
+    rng = random.Random(0)
+    for _ in range(reps):
+        order = rng.sample(names, len(names))
         for n in order:
             sync(device)
             t0 = time.perf_counter()
@@ -336,6 +339,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"cpu={platform.processor() or platform.machine()} nproc={os.cpu_count()}")
+    from unifocal.losses import kernel_status
+
+    status = kernel_status()
+    print(f"# unifocal CPU kernel: {'in use, ' + status.reason if status.available else 'not used: ' + status.reason}")
     if args.compile:
         main_compile(args)
         return
