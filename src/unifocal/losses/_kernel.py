@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ NATIVE = ("-march=native",)
 CHUNK = 32768
 #: Up to this many rows of one chunk, :func:`forward` returns its sums as Python numbers.
 _LIST_ROWS = 16
-#: Inputs of fewer logits than this run on the calling thread alone (a thread hand-off costs ~50 µs).
+#: Inputs of fewer logits than this run on the calling thread alone (a thread hand-off has a fixed cost).
 _MIN_PARALLEL = 1 << 18
 
 
@@ -118,11 +119,14 @@ def _load() -> None:
     errors = []
     for flags in (FLAGS + NATIVE, FLAGS):
         path = _cache_dir() / f"unifocal_kernel_{_key(source, compiler, flags)}.so"
+        how = "loaded from the cache"
         if not path.exists():
+            t0 = time.perf_counter()
             err = _build(compiler, flags, path)
             if err:
                 errors.append(err)
                 continue
+            how = f"built in {time.perf_counter() - t0:.2f} s"
         try:
             lib = _declare(ctypes.CDLL(str(path)))
         except OSError as exc:
@@ -132,7 +136,7 @@ def _load() -> None:
         if mismatch:
             errors.append(f"{path} disagrees with the PyTorch formulation: {mismatch}")
             continue
-        _set(lib, str(path), f"built with {compiler} {' '.join(flags)}")
+        _set(lib, str(path), f"{how}; compiled with {compiler} {' '.join(flags)}")
         return
     reason = "; ".join(errors)
     _set(None, None, reason)
