@@ -18,8 +18,13 @@ Hence ``∂L/∂x = p ⊙ (v·A - s - c) + onehot_t ⊙ (v·p_t B_t + c)`` with 
 the logit difference and the region terms are in closed form on four statistics per row
 (:func:`_binary_closed_form`). On CPU a fresh large tensor costs first-touch page faults worth several
 arithmetic passes, so both write in place wherever they can (``docs/benchmarks.md``).
+
+On the CPU in float32 the same quantities come from the C kernel (:class:`_KernelLoss`,
+:mod:`unifocal.losses._kernel`, ``docs/losses.md`` "The CPU kernel"): one pass forward, one backward,
+with the per-row algebra in Python numbers for few rows (:func:`_closed_form_floats`); the two
+PyTorch functions above serve CUDA, float64, and machines without a C compiler.
 The tests check this path against the plain autograd path (:func:`unifocal.losses._core.evaluate`)
-in float64. The backward pass is not itself differentiable (``once_differentiable``): a second
+in float64 (the kernel in float32 against it, ``tests/losses/test_kernel.py``). The backward pass is not itself differentiable (``once_differentiable``): a second
 derivative raises a clear error; one-hot targets take the autograd path, which has one.
 """
 
