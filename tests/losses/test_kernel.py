@@ -229,3 +229,24 @@ def test_kernel_where_the_target_probability_is_near_one(name, k):
     ref.backward()
     assert torch.allclose(v.double(), ref, rtol=1e-5)
     torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-4, atol=1e-12)
+
+
+def test_the_thread_limit_is_read_and_checked(monkeypatch):
+    if not _kernel.kernel_status().available:
+        pytest.skip(_kernel.kernel_status().reason)
+    shape = (2, 3, 2 * _kernel.CHUNK // 100 + 7, 100)
+    x, y, _ = _inputs(shape, {}, 6)
+    loss = get_loss("unified_focal")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        values = []
+        for limit in ("1", "2"):
+            monkeypatch.setenv("UNIFOCAL_KERNEL_THREADS", limit)
+            values.append(loss(x, y))
+        assert torch.equal(values[0], values[1])
+        monkeypatch.setenv("UNIFOCAL_KERNEL_THREADS", "zero")
+        with pytest.raises(ValueError, match="UNIFOCAL_KERNEL_THREADS must be a positive integer, got 'zero'"):
+            loss(x, y)
+    finally:
+        torch.set_num_threads(before)

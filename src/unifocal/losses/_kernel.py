@@ -16,9 +16,10 @@ small input before it is used. No compiler, a failed build or a failed check: th
 PyTorch path (:func:`kernel_status` says why; a failed build or check warns once).
 ``UNIFOCAL_KERNEL=0`` turns the kernel off.
 
-Threads: chunks of :data:`CHUNK` positions of one row run on ``torch.get_num_threads()`` threads (the
-call releases the GIL); their sums are added in a fixed order, so results do not depend on the number
-of threads.
+Threads: inputs of 2^18 logits and more are cut into chunks of :data:`CHUNK` positions of one row,
+which run on ``torch.get_num_threads()`` threads (at most ``$UNIFOCAL_KERNEL_THREADS``; the call
+releases the GIL); their sums are added in a fixed order, so results do not depend on the number of
+threads.
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def _ptr(t: Tensor | None) -> int | None:
 def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple, size: int) -> None:
     """``fn(*args_before, CHUNK, c0, c1, *args_after)`` over all chunks, on several threads if worth it
     (``size``: the number of logits)."""
-    threads = min(torch.get_num_threads(), n_chunks)
+    threads = min(torch.get_num_threads(), _thread_limit(), n_chunks)
     if threads < 2 or size < _MIN_PARALLEL:
         if fn(*args_before, CHUNK, 0, n_chunks, *args_after):
             raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
@@ -244,6 +245,20 @@ def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple, size: int) ->
     rc = fn(*args_before, CHUNK, bounds[0], bounds[1], *args_after)
     if rc or any(f.result() for f in futures):
         raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
+
+
+def _thread_limit() -> int:
+    """``$UNIFOCAL_KERNEL_THREADS``: at most this many threads for the kernel (unset: no limit of its own)."""
+    value = os.environ.get("UNIFOCAL_KERNEL_THREADS")
+    if value is None or not value.strip():
+        return 1 << 30
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"UNIFOCAL_KERNEL_THREADS must be a positive integer, got {value!r}")
+    return limit
 
 
 def _forget_pool() -> None:
