@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import warnings
 
 import pytest
@@ -250,3 +253,153 @@ def test_the_thread_limit_is_read_and_checked(monkeypatch):
             loss(x, y)
     finally:
         torch.set_num_threads(before)
+
+
+# --- inputs and states found in review -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["focal", "unified_focal"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_kernel_with_logits_near_the_float_limit(name, k):
+    """Logits of ±2e38 at the target and elsewhere (their difference overflows to infinity in float32):
+    finite, the value of the float64 path."""
+    if not _kernel.kernel_status().available:
+        pytest.skip(_kernel.kernel_status().reason)
+    x = torch.zeros(1, k, 4)
+    x[0, 0], x[0, 1] = 2e38, -2e38
+    y = torch.zeros(1, 4, dtype=torch.long)
+    loss = get_loss(name)
+    x32 = x.clone().requires_grad_(True)
+    v = loss(x32, y)
+    v.backward()
+    ref = _autograd(loss, x.double(), y)
+    assert torch.isfinite(ref) and torch.allclose(v.double(), ref, rtol=1e-5)
+    assert torch.isfinite(x32.grad).all()
+
+
+@pytest.mark.parametrize("shape, common", [
+    ((2, 6, 30, 20), {}),                                    # six classes, 600 positions: three blocks
+    ((3, 5, 17, 31), {"ignore_index": 255, "batch": True}),  # five classes, 527 positions
+    ((2, 3, 19, 29), {"multilabel": True, "reduction": "sum"}),
+    ((2, 3, 19, 29), {"multilabel": True, "batch": True, "reduction": "mean"}),
+    ((3, 2, 300, 250), {"reduction": "none"}),               # two classes over three chunks per row
+])
+@pytest.mark.parametrize("name", ["unified_focal", "combo", "focal", "tversky"])
+def test_kernel_more_classes_blocks_and_reductions(name, shape, common):
+    if not _kernel.kernel_status().available:
+        pytest.skip(_kernel.kernel_status().reason)
+    x, y, _ = _inputs(shape, common, sum(shape))
+    if name == "unified_focal" and not common.get("multilabel"):
+        common = {**common, "delta": [0.6] * max(shape[1], 2)}
+    loss = get_loss(name, **common)
+    x32 = x.detach().clone().requires_grad_(True)
+    v = loss(x32, y)
+    assert _graph_has(v, "_KernelLoss")
+    (v * torch.arange(1.0, v.numel() + 1).view_as(v)).sum().backward()
+    x64 = x.detach().double().requires_grad_(True)
+    ref = _autograd(loss, x64, y)
+    (ref * torch.arange(1.0, ref.numel() + 1, dtype=torch.float64).view_as(ref)).sum().backward()
+    torch.testing.assert_close(v.double(), ref, rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-4, atol=1e-4 * float(x64.grad.abs().max()))
+
+
+def test_first_load_under_no_grad_inference_mode_and_a_float64_default(fresh_kernel):
+    """The check made before first use works in whatever mode the first loss call comes."""
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler")
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        with torch.no_grad(), torch.inference_mode():
+            status = _kernel.kernel_status()
+    finally:
+        torch.set_default_dtype(before)
+    assert status.available, status.reason
+
+
+def test_a_bad_thread_limit_raises_at_the_first_call(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("UNIFOCAL_KERNEL_THREADS", "-3")
+    with pytest.raises(ValueError, match="UNIFOCAL_KERNEL_THREADS must be a positive integer, got '-3'"):
+        get_loss("focal")(torch.randn(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+def test_the_buffers_stay_on_the_cpu_under_another_default_device():
+    """``torch.set_default_device`` must not move the buffers the kernel writes into (in a subprocess:
+    a buffer elsewhere would be written through a wrong pointer)."""
+    if not _kernel.kernel_status().available:
+        pytest.skip(_kernel.kernel_status().reason)
+    code = ("import torch\nfrom unifocal.losses import get_loss, kernel_status\n"
+            "assert kernel_status().available\n"
+            "x = torch.randn(2, 3, 8, 8, device='cpu', requires_grad=True)\n"
+            "y = torch.randint(0, 3, (2, 8, 8), device='cpu')\n"
+            "want = get_loss('unified_focal')(x, y)\n"
+            "torch.set_default_device('meta')\n"
+            "got = get_loss('unified_focal')(x, y)\n"
+            "got.backward()\n"
+            "assert got.device.type == 'cpu' and torch.equal(got, want), (got, want)\n"
+            "assert torch.isfinite(x.grad).all()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_fork_while_the_kernel_is_being_loaded_does_not_deadlock_the_child():
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    _kernel.kernel_status()
+    with _kernel._lock:  # as a thread building the kernel holds it
+        pid = os.fork()
+        if pid == 0:  # the child: the hook gave it a lock of its own
+            code = 0 if _kernel._lock.acquire(timeout=10) else 3
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_no_usable_cache_directory_falls_back_with_a_warning(fresh_kernel, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("UNIFOCAL_CACHE_DIR", str(blocker / "cache"))  # under a file: cannot be made
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(blocker))
+
+    def no_temp(*args, **kwargs):
+        raise OSError("no temporary directory")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_temp)
+    with pytest.warns(RuntimeWarning, match="no writable cache directory"):
+        status = _kernel.kernel_status()
+    assert not status.available
+    v = get_loss("focal")(torch.randn(1, 2, 4, 4, requires_grad=True), torch.zeros(1, 4, 4, dtype=torch.long))
+    assert torch.isfinite(v)
+
+
+def test_a_shared_temporary_directory_of_someone_else_is_not_used(fresh_kernel, monkeypatch, tmp_path):
+    if not hasattr(os, "getuid"):
+        pytest.skip("no user ids")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("UNIFOCAL_CACHE_DIR", str(blocker / "cache"))
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(shared))
+    planted = shared / f"unifocal-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)  # writable by everyone: someone could have put a library there
+    d = _kernel._cache_dir()
+    assert d != planted and d.is_dir() and not d.stat().st_mode & 0o077
+
+
+def test_deferred_checks_run_when_the_kernel_does_not_take_the_input(monkeypatch):
+    """prepare(defer_checks=True) and then no kernel: fused_loss runs the checks itself."""
+    from unifocal.losses._base import describe
+    from unifocal.losses._core import prepare
+    from unifocal.spec import check_common
+
+    loss = get_loss("focal")
+    x = torch.randn(1, 2, 4, 4)
+    x[0, 1, 2, 2] = float("nan")
+    prep = prepare(x, torch.zeros(1, 4, 4, dtype=torch.long), check_common({}), defer_checks=True)
+    assert prep.deferred is not None
+    monkeypatch.setattr(_kernel, "library", lambda: None)
+    params = {k: getattr(loss, k) for k in loss.parameter_names}
+    with pytest.raises(ValueError, match="pred contains NaN or Inf values"):
+        _fused.fused_loss(prep, describe(prep, type(loss).functional.terms, params))

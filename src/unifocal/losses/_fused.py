@@ -677,9 +677,10 @@ class _KernelLoss(torch.autograd.Function):
                     value = [v + terms.coef * r[0] / m for v, r, m in zip(value, rows, counts, strict=True)]
                 ctx.floats, ctx.factor = (a_tp, a_ps, closed[2], counts), factor
                 if factor is not None:  # the reduction too: a scalar
-                    return torch.tensor(math.fsum(value) * factor, dtype=x.dtype)
-                return torch.tensor(value, dtype=x.dtype)
-        s = (torch.tensor(sums, dtype=torch.float64)[:, :1 + 3 * k] if isinstance(sums, list) else sums).to(x.dtype)
+                    return torch.tensor(math.fsum(value) * factor, dtype=x.dtype, device=x.device)
+                return torch.tensor(value, dtype=x.dtype, device=x.device)
+        s = (torch.tensor(sums, dtype=torch.float64, device=x.device)[:, :1 + 3 * k] if isinstance(sums, list)
+             else sums).to(x.dtype)
         dist = tp = psum = count = None
         if coef:
             dist = s[:, 0].mul(terms.coef / n) if valid is None and n else s[:, 0].div(n_valid).mul_(terms.coef)
@@ -699,7 +700,7 @@ class _KernelLoss(torch.autograd.Function):
                 return None, None, None, None, None, None, None, None, None
             g = [float(g_dist) * ctx.factor] * b if ctx.factor is not None else g_dist.tolist()
             coeffs = _row_coefficients(g, terms.coef, *ctx.floats, k)
-            return (_kernel.backward(ctx.lib, x, labels, valid, c, torch.tensor(coeffs, dtype=x.dtype),
+            return (_kernel.backward(ctx.lib, x, labels, valid, c, torch.tensor(coeffs, dtype=x.dtype, device=x.device),
                                      ctx.floats[0] is not None), None, None, None, None, None, None, None, None)
         dtp, dps = stats[:2] if stats else (None, None)
         if ctx.closed is not None and g_dist is not None:

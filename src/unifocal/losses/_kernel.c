@@ -45,10 +45,10 @@ static inline int32_t as_int(float f) {
     return i;
 }
 
-/* e^x for x <= 88, flushed to e^-87.3 below that (a softmax term under 1e-38). */
-static inline float v_exp(float x) {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.0f ? 88.0f : x;
+/* e^x for x <= 88, flushed to e^-87.3 below that (a softmax term under 1e-38); NaN stays NaN. */
+static inline float v_exp(float x0) {
+    float x = x0 > -87.3f ? x0 : -87.3f; /* NaN -> -87.3: no undefined conversion below */
+    x = x < 88.0f ? x : 88.0f;
     /* round to the nearest integer: adding and removing 1.5 * 2^23 (round-to-nearest mode) */
     float kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     int32_t k = (int32_t)kf;
@@ -60,7 +60,8 @@ static inline float v_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    return p * as_float((k + 127) << 23);
+    float y = p * as_float((int32_t)((uint32_t)(k + 127) << 23));
+    return x0 == x0 ? y : x0;
 }
 
 /* log x for a positive normal x. */
@@ -113,10 +114,11 @@ static void block_softmax(const float *restrict x, const int64_t *restrict t, in
             float d = xc[i] - m[i];
             float e = v_exp(d);
             ec[i] = e;
-            float hit = ti[i] == cc ? 1.0f : 0.0f;
-            st[i] += hit * e;
-            xt[i] += hit * d;
-            so[i] += (1.0f - hit) * e;
+            int32_t hit = ti[i] == cc; /* selects, not products: 0 * -inf (a logit 1e38 below the
+                                          largest) would be NaN */
+            st[i] = hit ? e : st[i];
+            xt[i] = hit ? d : xt[i];
+            so[i] = hit ? so[i] : so[i] + e;
         }
     }
 }
@@ -233,8 +235,8 @@ int uf_forward(const float *x, const int64_t *t, const float *valid, int64_t B, 
     float *buf = (float *)malloc(sizeof(float) * (size_t)(K * BLK + 12 * BLK));
     if (!buf) return 1;
     float *E = buf, *m = E + K * BLK, *st = m + BLK, *so = st + BLK, *xt = so + BLK, *wt = xt + BLK;
-    float *gt = wt + BLK, *inv = gt + BLK, *vv = inv + BLK, *pt = vv + BLK;
-    int32_t *ti = (int32_t *)(pt + BLK);
+    float *gt = wt + BLK, *inv = gt + BLK, *vv = inv + BLK;
+    int32_t *ti = (int32_t *)(vv + BLK);
     const int64_t S = 4 + 3 * K;
     for (int64_t ci = c0; ci < c1; ci++) {
         int64_t b, n0, n1;

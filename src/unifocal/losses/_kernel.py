@@ -112,14 +112,22 @@ def _load() -> None:
     if os.environ.get("UNIFOCAL_KERNEL", "1").strip().lower() in ("0", "off", "false", "no"):
         _set(None, None, "turned off by UNIFOCAL_KERNEL")
         return
+    _thread_limit()  # a bad $UNIFOCAL_KERNEL_THREADS raises here, at the first call
     compiler = _compiler()
     if compiler is None:
         _set(None, None, "no C compiler found ($CC, cc, gcc, clang)")
         return
     source = SOURCE.read_bytes()
     errors = []
-    for flags in (FLAGS + NATIVE, FLAGS):
-        path = _cache_dir() / f"unifocal_kernel_{_key(source, compiler, flags)}.so"
+    try:
+        cache = _cache_dir()
+    except OSError as exc:
+        cache = None
+        errors.append(f"no writable cache directory: {exc}")
+    # -march=native only where the cache key can name the CPU it was built for
+    variants = (FLAGS + NATIVE, FLAGS) if _cpu_signature() is not None else (FLAGS,)
+    for flags in variants if cache is not None else ():
+        path = cache / f"unifocal_kernel_{_key(source, compiler, flags)}.so"
         how = "loaded from the cache"
         if not path.exists():
             t0 = time.perf_counter()
@@ -133,7 +141,8 @@ def _load() -> None:
         except OSError as exc:
             errors.append(f"loading {path}: {exc}")
             continue
-        mismatch = _self_check(lib)
+        with torch.device("cpu"), torch.inference_mode(False), torch.enable_grad():
+            mismatch = _self_check(lib)
         if mismatch:
             errors.append(f"{path} disagrees with the PyTorch formulation: {mismatch}")
             continue
@@ -169,19 +178,29 @@ def _cache_dir() -> Path:
             return d
     except OSError:
         pass
-    d = Path(tempfile.gettempdir()) / f"unifocal-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    # a shared temporary directory: a directory of this user's own that nobody else can write to (another
+    # user could otherwise plant a library under the predictable name), else a fresh private one
+    if hasattr(os, "getuid"):
+        d = Path(tempfile.gettempdir()) / f"unifocal-{os.getuid()}"
+        try:
+            d.mkdir(mode=0o700, exist_ok=True)
+            st = d.lstat()
+            if d.is_dir() and not d.is_symlink() and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+                return d
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix="unifocal-"))
 
 
-def _cpu_signature() -> str:
-    """What ``-march=native`` depends on: the CPU model and its instruction-set flags."""
+def _cpu_signature() -> str | None:
+    """What ``-march=native`` depends on: the CPU model and its instruction-set flags (Linux); ``None``
+    where they cannot be read, and the build then does without ``-march=native``."""
     try:
         text = Path("/proc/cpuinfo").read_text()
-        wanted = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
-        return "\n".join(sorted(set(wanted)))
     except OSError:
-        return f"{platform.machine()} {platform.processor()}"
+        return None
+    wanted = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(wanted))) or None
 
 
 def _key(source: bytes, compiler: str, flags: tuple[str, ...]) -> str:
@@ -191,7 +210,7 @@ def _key(source: bytes, compiler: str, flags: tuple[str, ...]) -> str:
         version = ""
     h = hashlib.sha256()
     for part in (source, compiler.encode(), version.encode(), " ".join(flags).encode(),
-                 _cpu_signature().encode(), platform.machine().encode()):
+                 (_cpu_signature() or "").encode(), platform.machine().encode()):
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -233,8 +252,8 @@ def _ptr(t: Tensor | None) -> int | None:
 def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple, size: int) -> None:
     """``fn(*args_before, CHUNK, c0, c1, *args_after)`` over all chunks, on several threads if worth it
     (``size``: the number of logits)."""
-    threads = min(torch.get_num_threads(), _thread_limit(), n_chunks)
-    if threads < 2 or size < _MIN_PARALLEL:
+    threads = 1 if size < _MIN_PARALLEL else min(torch.get_num_threads(), _thread_limit(), n_chunks)
+    if threads < 2:
         if fn(*args_before, CHUNK, 0, n_chunks, *args_after):
             raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
         return
@@ -242,8 +261,8 @@ def _run(fn, args_before: tuple, n_chunks: int, args_after: tuple, size: int) ->
     bounds = [n_chunks * j // threads for j in range(threads + 1)]
     futures = [pool.submit(fn, *args_before, CHUNK, bounds[j], bounds[j + 1], *args_after)
                for j in range(1, threads)]
-    rc = fn(*args_before, CHUNK, bounds[0], bounds[1], *args_after)
-    if rc or any(f.result() for f in futures):
+    rc = [fn(*args_before, CHUNK, bounds[0], bounds[1], *args_after)] + [f.result() for f in futures]
+    if any(rc):  # (every chunk has finished: nothing writes into the buffers any more)
         raise MemoryError("unifocal's CPU kernel could not allocate its block buffer")
 
 
@@ -261,14 +280,15 @@ def _thread_limit() -> int:
     return limit
 
 
-def _forget_pool() -> None:
-    """In a child process after ``fork``: the parent's pool threads do not exist there."""
-    global _pool, _pool_size, _pool_lock
-    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+def _after_fork_in_child() -> None:
+    """In a child process after ``fork``: the parent's pool threads do not exist there, and a lock the
+    parent held (a build in progress on another thread) would never be released."""
+    global _pool, _pool_size, _pool_lock, _lock
+    _pool, _pool_size, _pool_lock, _lock = None, 0, threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _thread_pool(threads: int) -> ThreadPoolExecutor:
@@ -276,8 +296,11 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     if _pool is None or _pool_size < threads - 1:
         with _pool_lock:
             if _pool is None or _pool_size < threads - 1:
+                old = _pool
                 _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="unifocal-kernel")
                 _pool_size = threads - 1
+                if old is not None:
+                    old.shutdown(wait=False)
     return _pool
 
 
@@ -299,8 +322,8 @@ def forward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, w
     b, k, n = x.shape
     per_row = chunks(n)
     width = 4 + 3 * k
-    partial = torch.empty(b * per_row, width, dtype=torch.float64)
-    c = torch.empty(b, n, dtype=x.dtype) if coef else None
+    partial = torch.empty(b * per_row, width, dtype=torch.float64, device="cpu")
+    c = torch.empty(b, n, dtype=x.dtype, device="cpu") if coef else None
     if not b * n:
         return partial.new_zeros(b, 1 + 3 * k), c, (0.0, 0.0, 0.0)
     _run(lib.uf_forward, (_ptr(x), _ptr(labels), _ptr(valid), b, k, n, _ptr(wg), int(coef), int(regions)),
@@ -328,40 +351,45 @@ def backward(lib: ctypes.CDLL, x: Tensor, labels: Tensor, valid: Tensor | None, 
 
 
 def _self_check(lib: ctypes.CDLL) -> str | None:
-    """Compare the kernel with a float64 PyTorch formulation on a small input; the mismatch, or ``None``."""
+    """Compare the kernel with a float64 PyTorch formulation on small inputs of two classes (the kernel's
+    two-class path) and of three; the mismatch, or ``None``. (Run on the CPU with gradients enabled.)"""
+    f32 = torch.float32
     try:
-        g = torch.Generator().manual_seed(0)
-        b, k, n = 2, 3, 300
-        x = torch.randn(b, k, n, generator=g) * 4
-        labels = torch.randint(0, k, (b, n), generator=g)
-        valid = (torch.rand(b, n, generator=g) > 0.2).float()
-        w = torch.tensor([0.3, 1.0, 2.0])
-        gam = torch.tensor([0.5, 0.0, 0.25])
-        sums, c, checks = forward(lib, x, labels, valid, torch.cat([w, gam]), True, True)
-        sums = torch.tensor(sums, dtype=torch.float64)[:, :1 + 3 * k] if isinstance(sums, list) else sums
-        if checks != (0.0, float(labels.min()), float(labels.max())):
-            return f"input checks {checks}"
-        x_nan = x.clone()
-        x_nan[1, 2, 17] = float("nan")
-        if not math.isnan(forward(lib, x_nan, labels, valid, torch.cat([w, gam]), True, True)[2][0]):
-            return "a NaN logit was not reported"
-        xd = x.double().requires_grad_()
-        logp = torch.log_softmax(xd, 1)
-        lpt = logp.gather(1, labels.unsqueeze(1)).squeeze(1)
-        pt = lpt.exp()
-        f = -w.double()[labels] * (1 - pt) ** gam.double()[labels] * lpt * valid
-        onehot = torch.nn.functional.one_hot(labels, k).movedim(-1, 1).double() * valid.unsqueeze(1)
-        p = logp.exp()
-        tp, ps, cnt = (p * onehot).sum(-1), (p * valid.unsqueeze(1)).sum(-1), onehot.sum(-1)
-        ref = torch.cat([f.sum(-1, keepdim=True), tp, ps, cnt], 1)
-        if not torch.allclose(sums, ref, rtol=1e-4, atol=1e-4):
-            return f"sums off by {float((sums - ref).abs().max()):.3g}"
-        kr, a, bt = torch.tensor([0.7, -1.3]), torch.randn(b, k, generator=g), torch.randn(b, k, generator=g)
-        loss = (kr.double() * f.sum(-1)).sum() + (a.double() * ps).sum() + (bt.double() * tp).sum()
-        (want,) = torch.autograd.grad(loss, xd)
-        got = backward(lib, x, labels, valid, c, torch.cat([kr.unsqueeze(1), a, bt], 1), True)
-        if not torch.allclose(got.double(), want, rtol=1e-4, atol=1e-5):
-            return f"gradient off by {float((got.double() - want).abs().max()):.3g}"
-    except Exception as exc:
+        for k, w_list, g_list in ((2, [0.4, 1.5], [0.5, 0.0]), (3, [0.3, 1.0, 2.0], [0.5, 0.0, 0.25])):
+            g = torch.Generator().manual_seed(k)
+            b, n = 2, 300
+            x = torch.randn(b, k, n, generator=g, dtype=f32) * 4
+            labels = torch.randint(0, k, (b, n), generator=g)
+            valid = (torch.rand(b, n, generator=g) > 0.2).to(f32)
+            w, gam = torch.tensor(w_list, dtype=f32), torch.tensor(g_list, dtype=f32)
+            sums, c, checks = forward(lib, x, labels, valid, torch.cat([w, gam]), True, True)
+            if isinstance(sums, list):
+                sums = torch.tensor(sums, dtype=torch.float64)[:, :1 + 3 * k]
+            if checks != (0.0, float(labels.min()), float(labels.max())):
+                return f"input checks {checks} ({k} classes)"
+            x_nan = x.clone()
+            x_nan[1, k - 1, 17] = float("nan")
+            if not math.isnan(forward(lib, x_nan, labels, valid, torch.cat([w, gam]), True, True)[2][0]):
+                return f"a NaN logit was not reported ({k} classes)"
+            xd = x.double().requires_grad_()
+            logp = torch.log_softmax(xd, 1)
+            lpt = logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+            pt = lpt.exp()
+            vd = valid.double()
+            f = -w.double()[labels] * (1 - pt) ** gam.double()[labels] * lpt * vd
+            onehot = torch.nn.functional.one_hot(labels, k).movedim(-1, 1).double() * vd.unsqueeze(1)
+            p = logp.exp()
+            tp, ps, cnt = (p * onehot).sum(-1), (p * vd.unsqueeze(1)).sum(-1), onehot.sum(-1)
+            ref = torch.cat([f.sum(-1, keepdim=True), tp, ps, cnt], 1)
+            if not torch.allclose(sums, ref, rtol=1e-4, atol=1e-4):
+                return f"sums off by {float((sums - ref).abs().max()):.3g} ({k} classes)"
+            kr = torch.tensor([0.7, -1.3], dtype=f32)
+            a, bt = torch.randn(b, k, generator=g, dtype=f32), torch.randn(b, k, generator=g, dtype=f32)
+            loss = (kr.double() * f.sum(-1)).sum() + (a.double() * ps).sum() + (bt.double() * tp).sum()
+            (want,) = torch.autograd.grad(loss, xd)
+            got = backward(lib, x, labels, valid, c, torch.cat([kr.unsqueeze(1), a, bt], 1), True)
+            if not torch.allclose(got.double(), want, rtol=1e-4, atol=1e-5):
+                return f"gradient off by {float((got.double() - want).abs().max()):.3g} ({k} classes)"
+    except Exception as exc:  # any failure means: do not use the kernel
         return f"{type(exc).__name__}: {exc}"
     return None
