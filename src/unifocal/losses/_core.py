@@ -202,21 +202,25 @@ class Deferred:
 
     def raise_if_bad(self, bad: float, lo: float, hi: float) -> None:
         """``bad``: ``Σ x·0`` (NaN if a logit is not finite); ``lo``/``hi``: the extreme labels."""
-        _require(bad == 0.0, "pred contains NaN or Inf values")
-        self._labels(lo, hi)
-
-    def _labels(self, lo: float, hi: float) -> None:
-        ign = "" if self.ignore_index is None else f" (ignore_index={self.ignore_index})"
-        _require(lo >= 0 and hi < self.k, f"target labels must lie in [0, {self.k}) for {self.k} classes{ign}",
-                 lambda: f": target label {int(lo) if lo < 0 else int(hi)} is outside")
+        _require(bad == 0.0, _NONFINITE_PRED)
+        _check_label_range(lo, hi, self.k, self.ignore_index)
 
     def run(self, prep: Prepared) -> None:
         """The same checks by PyTorch reductions (when the kernel does not take the input after all)."""
         if prep.x.numel():
-            _require(_finite(*_extrema(prep.x)), "pred contains NaN or Inf values")
+            _require(_finite(*_extrema(prep.x)), _NONFINITE_PRED)
         if prep.labels is not None and prep.labels.numel():
-            lo, hi = _extrema(prep.labels)
-            self._labels(float(lo), float(hi))
+            _check_label_range(*_extrema(prep.labels), self.k, self.ignore_index)
+
+
+_NONFINITE_PRED = "pred contains NaN or Inf values"
+
+
+def _check_label_range(lo: Tensor | float, hi: Tensor | float, k: int, ignore_index: int | None) -> None:
+    """Labels in ``[0, k)``, from their extrema (tensors: asynchronous where :func:`_require` says)."""
+    ign = "" if ignore_index is None else f" (ignore_index={ignore_index})"
+    _require((lo >= 0) & (hi < k), f"target labels must lie in [0, {k}) for {k} classes{ign}",
+             lambda: f": target label {int(lo) if lo < 0 else int(hi)} is outside")
 
 
 def prepare(pred: Tensor, target: Tensor, common: dict, defer_checks: bool = False) -> Prepared:
@@ -251,7 +255,7 @@ def prepare(pred: Tensor, target: Tensor, common: dict, defer_checks: bool = Fal
     defer = validate and defer_checks and kind == "logits"
     if validate and x.numel() and not defer:
         lo, hi = _extrema(x)  # one pass, no temporary
-        _require(_finite(lo, hi), "pred contains NaN or Inf values")
+        _require(_finite(lo, hi), _NONFINITE_PRED)
         if kind == "probs":
             _require((lo >= 0) & (hi <= 1), "input='probs' needs probabilities in [0, 1]; pass input='logits' "
                      "for raw network scores", lambda: f" (got range [{float(lo)}, {float(hi)}])")
@@ -313,14 +317,11 @@ def prepare(pred: Tensor, target: Tensor, common: dict, defer_checks: bool = Fal
             n_valid = valid.sum(1).clamp_min(1.0)
             labels = labels.masked_fill(~vmask, 0)
         if validate and labels.numel() and not defer:
-            llo, lhi = _extrema(labels)
-            ign = "" if ii is None else f" (ignore_index={ii})"
-            _require((llo >= 0) & (lhi < k), f"target labels must lie in [0, {k}) for {k} classes{ign}",
-                     lambda: f": target label {int(llo) if llo < 0 else int(lhi)} is outside")
+            _check_label_range(*_extrema(labels), k, ii)
     else:
         soft = soft.reshape(b, k, n)
         if defer and x.numel():  # a soft target: nothing to defer to
-            _require(_finite(*_extrema(x)), "pred contains NaN or Inf values")
+            _require(_finite(*_extrema(x)), _NONFINITE_PRED)
             defer = False
 
     if c == 1:  # sigmoid(z) = softmax([0, z])[1]: the two-class logits; probabilities [1 - p, p]
