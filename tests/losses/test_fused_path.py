@@ -36,17 +36,22 @@ PARAMS = {"focal": {"alpha": [0.2, 0.5, 0.9, 0.4]}, "cross_entropy": {"weight": 
           "combo": {"beta": 0.8}}
 
 
-def _has_fused_node(v):
+def graph_has(v, name):
+    """Whether a node whose type name contains ``name`` is in the autograd graph of ``v``."""
     seen, todo = set(), [v.grad_fn]
     while todo:
         node = todo.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
-        if "Fused" in type(node).__name__:
+        if name in type(node).__name__:
             return True
         todo.extend(n for n, _ in node.next_functions)
     return False
+
+
+def _has_fused_node(v):
+    return graph_has(v, "Fused")
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -13,20 +13,8 @@ import pytest
 import torch
 
 from tests.losses.test_fused_path import CASES, PARAMS, _autograd
+from tests.losses.test_fused_path import graph_has as _graph_has
 from unifocal.losses import _fused, _kernel, available_losses, get_loss
-
-
-def _graph_has(v, name):
-    seen, todo = set(), [v.grad_fn]
-    while todo:
-        node = todo.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if name in type(node).__name__:
-            return True
-        todo.extend(n for n, _ in node.next_functions)
-    return False
 
 
 @pytest.fixture
@@ -323,6 +311,11 @@ def test_a_bad_thread_limit_raises_at_the_first_call(fresh_kernel, monkeypatch):
         get_loss("focal")(torch.randn(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
 
 
+def _passes_in_a_fresh_interpreter(code, timeout):
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_the_buffers_stay_on_the_cpu_under_another_default_device():
     """``torch.set_default_device`` must not move the buffers the kernel writes into (in a subprocess:
     a buffer elsewhere would be written through a wrong pointer)."""
@@ -338,8 +331,7 @@ def test_the_buffers_stay_on_the_cpu_under_another_default_device():
             "got.backward()\n"
             "assert got.device.type == 'cpu' and torch.equal(got, want), (got, want)\n"
             "assert torch.isfinite(x.grad).all()\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _passes_in_a_fresh_interpreter(code, timeout=300)
 
 
 def test_a_fork_while_the_kernel_is_being_loaded_does_not_deadlock_the_child():
@@ -354,8 +346,7 @@ def test_a_fork_while_the_kernel_is_being_loaded_does_not_deadlock_the_child():
             "        os._exit(0 if _kernel._lock.acquire(timeout=10) else 3)\n"
             "_, status = os.waitpid(pid, 0)\n"
             "assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _passes_in_a_fresh_interpreter(code, timeout=120)
 
 
 def test_no_usable_cache_directory_falls_back_with_a_warning(fresh_kernel, monkeypatch, tmp_path):
