@@ -55,8 +55,6 @@ from unifocal.losses._core import (
     tversky_weights,
 )
 
-_SERIES_CUTOFF = 1e-4
-
 SECOND_DERIVATIVE_MESSAGE = (
     "unifocal's fused path (logits with integer labels) computes first derivatives only, and a second one "
     "was asked for (create_graph=True); pass a one-hot target, e.g. "
