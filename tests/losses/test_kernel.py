@@ -142,13 +142,49 @@ def test_the_build_is_cached_under_a_hashed_name(fresh_kernel):
         pytest.skip("no C compiler")
     status = _kernel.kernel_status()
     assert status.available, status.reason
-    built = sorted(p.name for p in fresh_kernel.iterdir())
-    assert len(built) == 1 and built[0].startswith("unifocal_kernel_") and built[0].endswith(".so")
+    built = sorted(p.name for p in fresh_kernel.iterdir() if p.suffix == ".so")
+    assert len(built) == 1 and built[0].startswith("unifocal_kernel_")
+    assert {p.suffix for p in fresh_kernel.iterdir()} == {".so", ".ref"}, "no temporary file is left behind"
     mtime = (fresh_kernel / built[0]).stat().st_mtime_ns
     _kernel.reset()
     assert _kernel.kernel_status().path == status.path  # loaded again, not rebuilt
     assert (fresh_kernel / built[0]).stat().st_mtime_ns == mtime
     assert _kernel._self_check(_kernel.library()) is None
+
+
+def test_without_a_compiler_a_library_built_for_this_cpu_is_reused(fresh_kernel, monkeypatch):
+    """A machine without a compiler (a compute node, a slim image) that shares the cache of one with a
+    compiler loads the library built there for this source and CPU, checked as a fresh build is; a
+    library built for another CPU or a note naming a file outside the cache is not loaded."""
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler")
+    built = _kernel.kernel_status()
+    assert built.available, built.reason
+    monkeypatch.setenv("CC", "unifocal-no-such-compiler")
+    _kernel.reset()
+    status = _kernel.kernel_status()
+    assert status.available and status.path == built.path, status
+    assert "no C compiler found here" in status.reason
+    x, y, _ = _inputs((2, 3, 8, 8), {}, 4)
+    _compare(get_loss("unified_focal"), x, y)
+
+    real = _kernel._cpu_signature()
+    monkeypatch.setattr(_kernel, "_cpu_signature", lambda: (real or "") + "\nflags: another CPU")
+    _kernel.reset()
+    status = _kernel.kernel_status()
+    assert not status.available and status.reason == "no C compiler found ($CC, cc, gcc, clang)"
+    monkeypatch.undo()
+    monkeypatch.setenv("UNIFOCAL_CACHE_DIR", str(fresh_kernel))
+    monkeypatch.setenv("CC", "unifocal-no-such-compiler")
+
+    (ref,) = fresh_kernel.glob("*.ref")
+    outside = fresh_kernel / "sub"
+    outside.mkdir()
+    shutil.copy(built.path, outside / "unifocal_kernel_x.so")
+    for name in ("sub/unifocal_kernel_x.so", "../unifocal_kernel_x.so", "libc.so.6", "unifocal_kernel_gone.so"):
+        ref.write_text(name + "\n")
+        _kernel.reset()
+        assert not _kernel.kernel_status().available, name
 
 
 def test_kernel_under_inference_mode_and_no_grad():

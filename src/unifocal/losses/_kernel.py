@@ -12,7 +12,9 @@ Building: the first process that needs it compiles ``_kernel.c`` (about half a s
 ``~/.cache/unifocal``; a temporary directory if that is not writable), under a name that hashes the
 source, the compiler, the flags and the CPU, written atomically (so concurrent processes and machines
 sharing a home directory are safe). The library is then checked against the PyTorch formulation on a
-small input before it is used. No compiler, a failed build or a failed check: the losses keep the
+small input before it is used. A process without a compiler loads a library that one with a compiler
+built into the same cache from this source with these flags for this CPU (a note ``*.ref`` names it).
+No compiler and no such library, a failed build or a failed check: the losses keep the
 PyTorch path (:func:`kernel_status` says why; a failed build or check warns once).
 ``UNIFOCAL_KERNEL=0`` turns the kernel off.
 
@@ -114,9 +116,6 @@ def _load() -> None:
         return
     _thread_limit()  # a bad $UNIFOCAL_KERNEL_THREADS raises here, at the first call
     compiler = _compiler()
-    if compiler is None:
-        _set(None, None, "no C compiler found ($CC, cc, gcc, clang)")
-        return
     source = SOURCE.read_bytes()
     errors = []
     try:
@@ -126,6 +125,11 @@ def _load() -> None:
         errors.append(f"no writable cache directory: {exc}")
     # -march=native only where the cache key can name the CPU it was built for
     variants = (FLAGS + NATIVE, FLAGS) if _cpu_signature() is not None else (FLAGS,)
+    if compiler is None:
+        if cache is not None and _load_built_elsewhere(cache, source, variants):
+            return
+        _set(None, None, "no C compiler found ($CC, cc, gcc, clang)")
+        return
     for flags in variants if cache is not None else ():
         path = cache / f"unifocal_kernel_{_key(source, compiler, flags)}.so"
         how = "loaded from the cache"
@@ -136,22 +140,74 @@ def _load() -> None:
                 errors.append(err)
                 continue
             how = f"built in {time.perf_counter() - t0:.2f} s"
-        try:
-            lib = _declare(ctypes.CDLL(str(path)))
-        except OSError as exc:
-            errors.append(f"loading {path}: {exc}")
-            continue
-        with torch.device("cpu"), torch.inference_mode(False), torch.enable_grad():
-            mismatch = _self_check(lib)
-        if mismatch:
-            errors.append(f"{path} disagrees with the PyTorch formulation: {mismatch}")
+        lib, err = _load_checked(path)
+        if lib is None:
+            errors.append(err)
             continue
         _set(lib, str(path), f"{how}; compiled with {compiler} {' '.join(flags)}")
+        _write_ref(cache / _ref_name(source, flags), path.name)
         return
     reason = "; ".join(errors)
     _set(None, None, reason)
     warnings.warn(f"unifocal: the CPU loss kernel is not used ({reason}); the losses take the slower PyTorch "
                   "path (set UNIFOCAL_KERNEL=0 to silence this)", RuntimeWarning, stacklevel=4)
+
+
+def _load_checked(path: Path) -> tuple[ctypes.CDLL | None, str]:
+    """The library at ``path``, loaded and checked against the PyTorch formulation; or ``None`` and why."""
+    try:
+        lib = _declare(ctypes.CDLL(str(path)))
+    except OSError as exc:
+        return None, f"loading {path}: {exc}"
+    with torch.device("cpu"), torch.inference_mode(False), torch.enable_grad():
+        mismatch = _self_check(lib)
+    if mismatch:
+        return None, f"{path} disagrees with the PyTorch formulation: {mismatch}"
+    return lib, ""
+
+
+def _ref_name(source: bytes, flags: tuple[str, ...]) -> str:
+    """The name of the note that records which cached library was built from ``source`` with ``flags``
+    for this CPU, whatever the compiler: what a process without a compiler looks for."""
+    h = hashlib.sha256()
+    for part in (source, " ".join(flags).encode(), (_cpu_signature() or "").encode(), platform.machine().encode()):
+        h.update(part)
+        h.update(b"\0")
+    return f"unifocal_kernel_{h.hexdigest()[:20]}.ref"
+
+
+def _write_ref(ref: Path, target: str) -> None:
+    """Record ``target`` in ``ref``, atomically; a cache that cannot take it only loses the shortcut."""
+    try:
+        if ref.exists() and ref.read_text().strip() == target:
+            return
+        tmp = ref.with_name(f".{ref.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(target + "\n")
+        os.replace(tmp, ref)
+    except OSError:
+        pass
+
+
+def _load_built_elsewhere(cache: Path, source: bytes, variants: tuple[tuple[str, ...], ...]) -> bool:
+    """No compiler here: load a library that a process with a compiler built from this source and these
+    flags for this CPU into the same cache (a shared home directory, a cache directory prepared on a
+    build machine of the same CPU); checked before use like a fresh build. Whether one was loaded."""
+    for flags in variants:
+        ref = cache / _ref_name(source, flags)
+        try:
+            name = ref.read_text().strip()
+        except OSError:
+            continue
+        path = cache / name
+        if not (name.startswith("unifocal_kernel_") and name.endswith(".so") and "/" not in name
+                and path.is_file()):
+            continue
+        lib, _ = _load_checked(path)
+        if lib is not None:
+            _set(lib, str(path), f"loaded from the cache (built earlier with {' '.join(flags)} for this "
+                                  "source and CPU; no C compiler found here)")
+            return True
+    return False
 
 
 def _compiler() -> str | None:
