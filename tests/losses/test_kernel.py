@@ -11,6 +11,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.losses.test_fused_path import CASES, PARAMS, _autograd
 from tests.losses.test_fused_path import graph_has as _graph_has
@@ -323,6 +325,37 @@ def test_kernel_more_classes_blocks_and_reductions(name, shape, common):
     x64 = x.detach().double().requires_grad_(True)
     ref = _autograd(loss, x64, y)
     (ref * torch.arange(1.0, ref.numel() + 1, dtype=torch.float64).view_as(ref)).sum().backward()
+    torch.testing.assert_close(v.double(), ref, rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-4, atol=1e-4 * float(x64.grad.abs().max()))
+
+
+#: Position counts at the kernel's block edges (256 positions) and a few between.
+_EDGES = [1, 2, 7, 8, 15, 16, 17, 255, 256, 257, 511, 512, 513, 700]
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 3), k=st.integers(2, 5), n=st.sampled_from(_EDGES), seed=st.integers(0, 2**16),
+       name=st.sampled_from(["unified_focal", "focal", "dice", "combo"]), ignore=st.booleans(),
+       batch=st.booleans())
+def test_kernel_at_block_edges(b, k, n, seed, name, ignore, batch):
+    """Any batch, class count and position count around the block edges, with and without ignored
+    positions: the kernel against the autograd path in float64 (under ``scripts/check_kernel.sh`` also
+    against the sanitizers)."""
+    if not _kernel.kernel_status().available:
+        pytest.skip(_kernel.kernel_status().reason)
+    common = {"ignore_index": 255, "batch": batch} if ignore else {"batch": batch}
+    x, y, _ = _inputs((b, k, n), common, seed)
+    loss = get_loss(name, **common)
+    x32 = x.detach().clone().requires_grad_(True)
+    v = loss(x32, y)
+    assert _graph_has(v, "_KernelLoss")
+    v.backward()
+    x64 = x.detach().double().requires_grad_(True)
+    ref = _autograd(loss, x64, y)
+    ref.backward()
+    if not torch.isfinite(ref):  # every position ignored: NaN on both paths
+        assert not torch.isfinite(v)
+        return
     torch.testing.assert_close(v.double(), ref, rtol=2e-5, atol=1e-6)
     torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-4, atol=1e-4 * float(x64.grad.abs().max()))
 
