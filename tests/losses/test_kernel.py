@@ -189,6 +189,30 @@ def test_without_a_compiler_a_library_built_for_this_cpu_is_reused(fresh_kernel,
         assert not _kernel.kernel_status().available, name
 
 
+def test_under_valgrind_the_build_is_portable(fresh_kernel, monkeypatch):
+    """valgrind does not decode AVX-512 (a -march=native build dies of SIGILL there): under valgrind,
+    recognised by its preloaded core library, the kernel is built without -march=native."""
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/libexec/valgrind/vgpreload_core-amd64-linux.so")
+    assert _kernel._under_valgrind()
+    monkeypatch.setenv("LD_PRELOAD", "libasan.so.8")
+    assert not _kernel._under_valgrind()
+    monkeypatch.delenv("LD_PRELOAD")
+    assert not _kernel._under_valgrind()
+    # (the build itself not with that LD_PRELOAD: the compiler would inherit it)
+    monkeypatch.setattr(_kernel, "_under_valgrind", lambda: True)
+    status = _kernel.kernel_status()
+    assert status.available and "-march=native" not in status.reason, status
+    monkeypatch.undo()
+    monkeypatch.setenv("UNIFOCAL_CACHE_DIR", str(fresh_kernel))
+    _kernel.reset()
+    status = _kernel.kernel_status()
+    assert status.available, status
+    if _kernel._cpu_signature() is not None:
+        assert "-march=native" in status.reason, status
+
+
 def test_kernel_under_inference_mode_and_no_grad():
     if not _kernel.kernel_status().available:
         pytest.skip(_kernel.kernel_status().reason)

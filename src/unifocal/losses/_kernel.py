@@ -8,7 +8,7 @@ for eager code; CUDA, float64 and ``torch.compile`` keep the PyTorch formulation
 
 Building: the first process that needs it compiles ``_kernel.c`` (about half a second) with ``$CC``
 (else ``cc``, ``gcc`` or ``clang``) and ``-O3 -march=native``, falling back to the same flags without
-``-march=native``, into ``$UNIFOCAL_CACHE_DIR`` (else ``$XDG_CACHE_HOME/unifocal``, else
+``-march=native`` (without it from the start under valgrind, which does not decode AVX-512), into ``$UNIFOCAL_CACHE_DIR`` (else ``$XDG_CACHE_HOME/unifocal``, else
 ``~/.cache/unifocal``; a temporary directory if that is not writable), under a name that hashes the
 source, the compiler, the flags and the CPU, written atomically (so concurrent processes and machines
 sharing a home directory are safe). The library is then checked against the PyTorch formulation on a
@@ -123,8 +123,10 @@ def _load() -> None:
     except OSError as exc:
         cache = None
         errors.append(f"no writable cache directory: {exc}")
-    # -march=native only where the cache key can name the CPU it was built for
-    variants = (FLAGS + NATIVE, FLAGS) if _cpu_signature() is not None else (FLAGS,)
+    # -march=native only where the cache key can name the CPU it was built for, and not under valgrind,
+    # which does not decode every instruction of recent CPUs (AVX-512: the process would die of SIGILL)
+    native = _cpu_signature() is not None and not _under_valgrind()
+    variants = (FLAGS + NATIVE, FLAGS) if native else (FLAGS,)
     if compiler is None:
         if cache is not None and _load_built_elsewhere(cache, source, variants):
             return
@@ -246,6 +248,11 @@ def _cache_dir() -> Path:
         except OSError:
             pass
     return Path(tempfile.mkdtemp(prefix="unifocal-"))
+
+
+def _under_valgrind() -> bool:
+    """Whether this process runs under valgrind (its preloaded core library is in ``LD_PRELOAD``)."""
+    return "vgpreload" in os.environ.get("LD_PRELOAD", "")
 
 
 def _cpu_signature() -> str | None:
