@@ -5,7 +5,8 @@ counts do not. For torch threads 1 and 2 and each candidate (default: ``cross_en
 ``unified_focal``, ``monai.DiceCELoss``, each alone in its process), a child process runs forward +
 backward ``--reps`` times and, in a second process, ``--reps + --extra`` times, both under
 ``valgrind --tool=callgrind --separate-threads=yes``; the difference divided by ``--extra`` is the
-count per call, without the start-up (imports, the kernel's load check). Printed per row: the
+count per call, without the start-up (imports, the kernel's load check; the kernel is built once,
+before any counted run). Printed per row: the
 instructions per call on the calling thread, the part of them in OpenMP's runtime (libgomp, opening
 and closing PyTorch's parallel regions), and those on all other threads (OpenMP's workers, the
 kernel's pool). Under valgrind the CPU kernel is built without ``-march=native`` (valgrind does not
@@ -99,8 +100,12 @@ def main() -> None:
           f"{platform.python_version()}, {vg}; shape (1, 2, 32, 32), fwd+bwd, instructions per call = "
           f"(I({args.reps} + {args.extra} calls) - I({args.reps} calls)) / {args.extra}")
     with tempfile.TemporaryDirectory(prefix="unifocal-callgrind-") as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        env_cache = Path(tmp) / "kernel-cache"
-        os.environ["UNIFOCAL_CACHE_DIR"] = str(env_cache)  # a fresh portable build, shared by the children
+        os.environ["UNIFOCAL_CACHE_DIR"] = str(Path(tmp) / "kernel-cache")  # shared by the children
+        # the portable build (as under valgrind) made once before any count, so that no counted run builds
+        subprocess.run(["valgrind", "--tool=none", "-q", sys.executable, __file__, "--child", "1", "0", "unified_focal"],
+                       check=True, capture_output=True)
+        if not any(Path(tmp, "kernel-cache").glob("*.so")):
+            sys.exit("the kernel was not built under valgrind (see kernel_status())")
         jobs = {(t, n): pool.submit(measure, t, n, args.reps, args.extra, Path(tmp)) for t in threads for n in names}
         print("\n| candidate | torch threads | calling thread | of which libgomp | other threads |")
         print("|---|---:|---:|---:|---:|")

@@ -9,21 +9,31 @@ set -eu
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 cache="$(mktemp -d)"
-trap 'rm -rf "$cache"' EXIT INT TERM
+trap 'rm -rf "$cache"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 for cc in gcc clang; do
     if command -v "$cc" >/dev/null 2>&1; then
-        "$cc" -O3 -march=native -fopenmp-simd -fno-math-errno -fno-trapping-math -fPIC -Wall -Wextra -Werror \
+        # with -march=native where the compiler takes it (as the kernel's own build does), else without
+        native=-march=native
+        "$cc" $native -x c -c -o /dev/null /dev/null 2>/dev/null || native=
+        "$cc" -O3 $native -fopenmp-simd -fno-math-errno -fno-trapping-math -fPIC -Wall -Wextra -Werror \
             -c -o "$cache/warnings-$cc.o" src/unifocal/losses/_kernel.c
-        echo "== $cc -Wall -Wextra -Werror: no warnings"
+        echo "== $cc $native -Wall -Wextra -Werror: no warnings"
     fi
 done
-if command -v gcc >/dev/null 2>&1; then
+asan="$(gcc -print-file-name=libasan.so 2>/dev/null || true)"
+ubsan="$(gcc -print-file-name=libubsan.so 2>/dev/null || true)"
+if ! command -v gcc >/dev/null 2>&1; then
+    echo "== gcc not found: no sanitizer build"
+elif [ ! -e "$asan" ] || [ ! -e "$ubsan" ]; then
+    echo "== gcc's sanitizer runtimes (libasan, libubsan) are not installed: no sanitizer build" >&2
+    exit 1
+else
     echo "== gcc with AddressSanitizer + UndefinedBehaviorSanitizer: $(gcc --version | head -n 1)"
-    LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+    LD_PRELOAD="$asan:$ubsan" \
         ASAN_OPTIONS=detect_leaks=0 UNIFOCAL_CACHE_DIR="$cache/sanitizers" CC=gcc \
         "$PY" -m pytest -q -p no:cacheprovider -p tests.kernel_sanitizers tests/losses/test_kernel.py "$@"
-else
-    echo "== gcc not found: no sanitizer build"
 fi
 for cc in clang; do
     if command -v "$cc" >/dev/null 2>&1; then

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,13 +181,45 @@ def test_without_a_compiler_a_library_built_for_this_cpu_is_reused(fresh_kernel,
     monkeypatch.setenv("CC", "unifocal-no-such-compiler")
 
     (ref,) = fresh_kernel.glob("*.ref")
+    good = ref.read_text()
     outside = fresh_kernel / "sub"
     outside.mkdir()
     shutil.copy(built.path, outside / "unifocal_kernel_x.so")
-    for name in ("sub/unifocal_kernel_x.so", "../unifocal_kernel_x.so", "libc.so.6", "unifocal_kernel_gone.so"):
-        ref.write_text(name + "\n")
+    shutil.copy(built.path, fresh_kernel.parent / "unifocal_kernel_x.so")
+    (fresh_kernel / "unifocal_kernel_link.so").symlink_to(outside / "unifocal_kernel_x.so")
+    shutil.copy(built.path, fresh_kernel / "unifocal_kernel_open.so")
+    os.chmod(fresh_kernel / "unifocal_kernel_open.so", 0o666)  # anyone could have replaced it
+    for text in (b"sub/unifocal_kernel_x.so", b"../unifocal_kernel_x.so", b"libc.so.6", b"unifocal_kernel_gone.so",
+                 b"unifocal_kernel_link.so", b"unifocal_kernel_open.so", b"\xff\xfe", b""):
+        ref.write_bytes(text + b"\n")
         _kernel.reset()
-        assert not _kernel.kernel_status().available, name
+        status = _kernel.kernel_status()  # refused, without an exception
+        assert not status.available and status.reason == "no C compiler found ($CC, cc, gcc, clang)", text
+
+    # a library that fails its check: said, and warned about once
+    ref.write_text(good)
+    monkeypatch.setattr(_kernel, "_self_check", lambda lib: "planted mismatch")
+    _kernel.reset()
+    with pytest.warns(RuntimeWarning, match="planted mismatch"):
+        status = _kernel.kernel_status()
+    assert not status.available and "no C compiler" in status.reason and "planted mismatch" in status.reason
+
+
+def test_without_a_compiler_a_read_only_cache_is_searched(fresh_kernel, monkeypatch):
+    """A cache prepared on a build machine and mounted read-only: the library it holds is loaded (the
+    writable directory in use is elsewhere)."""
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler")
+    built = _kernel.kernel_status()
+    assert built.available, built.reason
+    monkeypatch.setenv("CC", "unifocal-no-such-compiler")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == fresh_kernel and mode == os.W_OK
+                        else real_access(p, mode, **kw))
+    assert _kernel._cache_dir() != fresh_kernel, "the read-only directory is not the one written to"
+    _kernel.reset()
+    status = _kernel.kernel_status()
+    assert status.available and status.path == built.path, status
 
 
 def test_under_valgrind_the_build_is_portable(fresh_kernel, monkeypatch):
@@ -207,10 +240,7 @@ def test_under_valgrind_the_build_is_portable(fresh_kernel, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("UNIFOCAL_CACHE_DIR", str(fresh_kernel))
     _kernel.reset()
-    status = _kernel.kernel_status()
-    assert status.available, status
-    if _kernel._cpu_signature() is not None:
-        assert "-march=native" in status.reason, status
+    assert _kernel.kernel_status().available
 
 
 def test_kernel_under_inference_mode_and_no_grad():
@@ -357,7 +387,7 @@ def test_kernel_more_classes_blocks_and_reductions(name, shape, common):
 _EDGES = [1, 2, 7, 8, 15, 16, 17, 255, 256, 257, 511, 512, 513, 700]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(b=st.integers(1, 3), k=st.integers(2, 5), n=st.sampled_from(_EDGES), seed=st.integers(0, 2**16),
        name=st.sampled_from(["unified_focal", "focal", "dice", "combo"]), ignore=st.booleans(),
        batch=st.booleans())

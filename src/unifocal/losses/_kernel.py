@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -128,7 +129,11 @@ def _load() -> None:
     native = _cpu_signature() is not None and not _under_valgrind()
     variants = (FLAGS + NATIVE, FLAGS) if native else (FLAGS,)
     if compiler is None:
-        if cache is not None and _load_built_elsewhere(cache, source, variants):
+        # the configured directory is searched even where it is only readable (a cache prepared on a
+        # build machine, mounted read-only), then the writable one in use
+        dirs = [d for d in dict.fromkeys((_configured_cache_dir(), cache)) if d is not None]
+        found = _load_built_elsewhere(dirs, source, variants)
+        if found is None or found:
             return
         _set(None, None, "no C compiler found ($CC, cc, gcc, clang)")
         return
@@ -181,7 +186,7 @@ def _ref_name(source: bytes, flags: tuple[str, ...]) -> str:
 def _write_ref(ref: Path, target: str) -> None:
     """Record ``target`` in ``ref``, atomically; a cache that cannot take it only loses the shortcut."""
     try:
-        if ref.exists() and ref.read_text().strip() == target:
+        if _read_ref(ref) == target:
             return
         tmp = ref.with_name(f".{ref.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(target + "\n")
@@ -190,26 +195,57 @@ def _write_ref(ref: Path, target: str) -> None:
         pass
 
 
-def _load_built_elsewhere(cache: Path, source: bytes, variants: tuple[tuple[str, ...], ...]) -> bool:
+def _read_ref(ref: Path) -> str | None:
+    """The library name a note records, or ``None`` (no note, unreadable, not a plain name)."""
+    try:
+        name = ref.read_bytes().decode("ascii").strip()
+    except (OSError, ValueError):
+        return None
+    ok = name.startswith("unifocal_kernel_") and name.endswith(".so") and "/" not in name and "\\" not in name
+    return name if ok else None
+
+
+def _trusted(path: Path) -> bool:
+    """Whether a library found through a note may be loaded (loading runs its code before any check): a
+    regular file, not a symbolic link, of this user or root, that nobody else can write to, in a
+    directory of this user or root that nobody else can write to (or only with the sticky bit, as
+    ``/tmp``). A cache shared by several users is therefore not reused without a compiler."""
+    try:
+        st, dst = path.lstat(), path.parent.stat()
+    except OSError:
+        return False
+    if not hasattr(os, "getuid"):
+        return stat.S_ISREG(st.st_mode)
+    owners = (os.getuid(), 0)
+    file_ok = stat.S_ISREG(st.st_mode) and st.st_uid in owners and not st.st_mode & 0o022
+    dir_ok = dst.st_uid in owners and (not dst.st_mode & 0o022 or bool(dst.st_mode & stat.S_ISVTX))
+    return file_ok and dir_ok
+
+
+def _load_built_elsewhere(dirs: list[Path], source: bytes, variants: tuple[tuple[str, ...], ...]) -> bool | None:
     """No compiler here: load a library that a process with a compiler built from this source and these
-    flags for this CPU into the same cache (a shared home directory, a cache directory prepared on a
-    build machine of the same CPU); checked before use like a fresh build. Whether one was loaded."""
-    for flags in variants:
-        ref = cache / _ref_name(source, flags)
-        try:
-            name = ref.read_text().strip()
-        except OSError:
-            continue
-        path = cache / name
-        if not (name.startswith("unifocal_kernel_") and name.endswith(".so") and "/" not in name
-                and path.is_file()):
-            continue
-        lib, _ = _load_checked(path)
-        if lib is not None:
-            _set(lib, str(path), f"loaded from the cache (built earlier with {' '.join(flags)} for this "
-                                  "source and CPU; no C compiler found here)")
-            return True
-    return False
+    flags for this CPU into one of ``dirs`` (a shared home directory, a cache directory prepared on a
+    build machine of the same CPU); checked before use like a fresh build. ``True`` if one was loaded,
+    ``False`` if there was none, ``None`` if one was found but failed (the status says why; it warns)."""
+    errors = []
+    for cache in dirs:
+        for flags in variants:
+            name = _read_ref(cache / _ref_name(source, flags))
+            if name is None or not _trusted(cache / name):
+                continue
+            lib, err = _load_checked(cache / name)
+            if lib is not None:
+                _set(lib, str(cache / name), f"loaded from the cache (built earlier with {' '.join(flags)} for "
+                                             "this source and CPU; no C compiler found here)")
+                return True
+            errors.append(err)
+    if not errors:
+        return False
+    reason = "no C compiler found ($CC, cc, gcc, clang); " + "; ".join(errors)
+    _set(None, None, reason)
+    warnings.warn(f"unifocal: the CPU loss kernel is not used ({reason}); the losses take the slower PyTorch "
+                  "path (set UNIFOCAL_KERNEL=0 to silence this)", RuntimeWarning, stacklevel=5)
+    return None
 
 
 def _compiler() -> str | None:
@@ -223,14 +259,24 @@ def _compiler() -> str | None:
     return None
 
 
-def _cache_dir() -> Path:
+def _configured_cache_dir() -> Path | None:
+    """``$UNIFOCAL_CACHE_DIR``, else ``$XDG_CACHE_HOME/unifocal``, else ``~/.cache/unifocal`` (``None``
+    without a home directory)."""
     base = os.environ.get("UNIFOCAL_CACHE_DIR")
     if base:
-        d = Path(base)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        d = (Path(xdg) if xdg else Path.home() / ".cache") / "unifocal"
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME")
     try:
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "unifocal"
+    except RuntimeError:  # no home directory
+        return None
+
+
+def _cache_dir() -> Path:
+    d = _configured_cache_dir()
+    try:
+        if d is None:
+            raise OSError("no home directory")
         d.mkdir(parents=True, exist_ok=True)
         if os.access(d, os.W_OK):
             return d
