@@ -70,7 +70,8 @@ def measure(threads: int, name: str, reps: int, extra: int, workdir: Path) -> tu
         prefix = workdir / f"cg_{threads}_{re.sub(r'[^a-z0-9]+', '_', name.lower())}_{n}"
         cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={prefix}.%p",
                sys.executable, __file__, "--child", str(threads), str(n), name]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        # a fixed string-hash seed: every child lays out its dictionaries alike, run after run
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
         counts.append(_thread_counts(prefix))
