@@ -8,8 +8,8 @@ for eager code; CUDA, float64 and ``torch.compile`` keep the PyTorch formulation
 
 Building: the first process that needs it compiles ``_kernel.c`` (about half a second) with ``$CC``
 (else ``cc``, ``gcc`` or ``clang``) and ``-O3 -march=native``, falling back to the same flags without
-``-march=native`` (without it from the start under valgrind, which does not decode AVX-512), into ``$UNIFOCAL_CACHE_DIR`` (else ``$XDG_CACHE_HOME/unifocal``, else
-``~/.cache/unifocal``; a temporary directory if that is not writable), under a name that hashes the
+``-march=native`` (without it from the start under valgrind, which does not decode AVX-512), into
+``$UNIFOCAL_CACHE_DIR`` (else ``$XDG_CACHE_HOME/unifocal``, else ``~/.cache/unifocal``; a temporary directory if that is not writable), under a name that hashes the
 source, the compiler, the flags and the CPU, written atomically (so concurrent processes and machines
 sharing a home directory are safe). The library is then checked against the PyTorch formulation on a
 small input before it is used. A process without a compiler loads a library that one with a compiler
@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("_kernel.c")
+_NO_COMPILER = "no C compiler found ($CC, cc, gcc, clang)"
 #: Flags of every build; ``-march=native`` is tried first and dropped if the compiler refuses it.
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared")
 NATIVE = ("-march=native",)
@@ -132,10 +133,7 @@ def _load() -> None:
         # the configured directory is searched even where it is only readable (a cache prepared on a
         # build machine, mounted read-only), then the writable one in use
         dirs = [d for d in dict.fromkeys((_configured_cache_dir(), cache)) if d is not None]
-        found = _load_built_elsewhere(dirs, source, variants)
-        if found is None or found:
-            return
-        _set(None, None, "no C compiler found ($CC, cc, gcc, clang)")
+        _load_without_compiler(dirs, source, variants)
         return
     for flags in variants if cache is not None else ():
         path = cache / f"unifocal_kernel_{_key(source, compiler, flags)}.so"
@@ -154,10 +152,15 @@ def _load() -> None:
         _set(lib, str(path), f"{how}; compiled with {compiler} {' '.join(flags)}")
         _write_ref(cache / _ref_name(source, flags), path.name)
         return
-    reason = "; ".join(errors)
+    _give_up("; ".join(errors))
+
+
+def _give_up(reason: str, stacklevel: int = 5) -> None:
+    """No kernel in this process, because of ``reason`` (a failed build or check): said once, as a warning
+    (``stacklevel`` counted from here: by default the caller of :func:`library`'s caller, via ``_load``)."""
     _set(None, None, reason)
     warnings.warn(f"unifocal: the CPU loss kernel is not used ({reason}); the losses take the slower PyTorch "
-                  "path (set UNIFOCAL_KERNEL=0 to silence this)", RuntimeWarning, stacklevel=4)
+                  "path (set UNIFOCAL_KERNEL=0 to silence this)", RuntimeWarning, stacklevel=stacklevel)
 
 
 def _load_checked(path: Path) -> tuple[ctypes.CDLL | None, str]:
@@ -176,11 +179,7 @@ def _load_checked(path: Path) -> tuple[ctypes.CDLL | None, str]:
 def _ref_name(source: bytes, flags: tuple[str, ...]) -> str:
     """The name of the note that records which cached library was built from ``source`` with ``flags``
     for this CPU, whatever the compiler: what a process without a compiler looks for."""
-    h = hashlib.sha256()
-    for part in (source, " ".join(flags).encode(), (_cpu_signature() or "").encode(), platform.machine().encode()):
-        h.update(part)
-        h.update(b"\0")
-    return f"unifocal_kernel_{h.hexdigest()[:20]}.ref"
+    return f"unifocal_kernel_{_digest(source, ' '.join(flags).encode())}.ref"
 
 
 def _write_ref(ref: Path, target: str) -> None:
@@ -222,11 +221,11 @@ def _trusted(path: Path) -> bool:
     return file_ok and dir_ok
 
 
-def _load_built_elsewhere(dirs: list[Path], source: bytes, variants: tuple[tuple[str, ...], ...]) -> bool | None:
+def _load_without_compiler(dirs: list[Path], source: bytes, variants: tuple[tuple[str, ...], ...]) -> None:
     """No compiler here: load a library that a process with a compiler built from this source and these
     flags for this CPU into one of ``dirs`` (a shared home directory, a cache directory prepared on a
-    build machine of the same CPU); checked before use like a fresh build. ``True`` if one was loaded,
-    ``False`` if there was none, ``None`` if one was found but failed (the status says why; it warns)."""
+    build machine of the same CPU); checked before use like a fresh build. None there: the status says
+    so; one that fails its check: the status says why, and it warns."""
     errors = []
     for cache in dirs:
         for flags in variants:
@@ -237,15 +236,12 @@ def _load_built_elsewhere(dirs: list[Path], source: bytes, variants: tuple[tuple
             if lib is not None:
                 _set(lib, str(cache / name), f"loaded from the cache (built earlier with {' '.join(flags)} for "
                                              "this source and CPU; no C compiler found here)")
-                return True
+                return
             errors.append(err)
-    if not errors:
-        return False
-    reason = "no C compiler found ($CC, cc, gcc, clang); " + "; ".join(errors)
-    _set(None, None, reason)
-    warnings.warn(f"unifocal: the CPU loss kernel is not used ({reason}); the losses take the slower PyTorch "
-                  "path (set UNIFOCAL_KERNEL=0 to silence this)", RuntimeWarning, stacklevel=5)
-    return None
+    if errors:
+        _give_up("; ".join([_NO_COMPILER, *errors]), stacklevel=6)  # one frame deeper than from _load
+    else:
+        _set(None, None, _NO_COMPILER)
 
 
 def _compiler() -> str | None:
@@ -317,9 +313,13 @@ def _key(source: bytes, compiler: str, flags: tuple[str, ...]) -> str:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
+    return _digest(source, compiler.encode(), version.encode(), " ".join(flags).encode())
+
+
+def _digest(*parts: bytes) -> str:
+    """A short hash of ``parts`` and of the CPU (model, instruction-set flags, architecture)."""
     h = hashlib.sha256()
-    for part in (source, compiler.encode(), version.encode(), " ".join(flags).encode(),
-                 (_cpu_signature() or "").encode(), platform.machine().encode()):
+    for part in (*parts, (_cpu_signature() or "").encode(), platform.machine().encode()):
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()[:20]
