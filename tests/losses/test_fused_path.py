@@ -36,6 +36,20 @@ PARAMS = {"focal": {"alpha": [0.2, 0.5, 0.9, 0.4]}, "cross_entropy": {"weight": 
           "combo": {"beta": 0.8}}
 
 
+def make_inputs(shape, common, seed, scale=3.0, dtype=torch.float32):
+    """Logits ``scale``·N(0, 1) of ``shape``, labels of ``max(C, 2)`` classes (multi-label masks with
+    ``common["multilabel"]``; 20 % ``common["ignore_index"]`` where given), and the class count."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=dtype) * scale
+    k = max(shape[1], 2)
+    y = torch.randint(0, k, (shape[0], *shape[2:]), generator=gen)
+    if common.get("multilabel"):
+        y = torch.rand(shape, generator=gen) < 0.4
+    if "ignore_index" in common:
+        y[torch.rand(y.shape, generator=gen) < 0.2] = common["ignore_index"]
+    return x, y, k
+
+
 def graph_has(v, name):
     """Whether a node whose type name contains ``name`` is in the autograd graph of ``v``."""
     seen, todo = set(), [v.grad_fn]
@@ -58,14 +72,8 @@ def _has_fused_node(v):
 @pytest.mark.parametrize("name", available_losses())
 def test_fused_equals_autograd(name, case):
     shape, common = CASES[case]
-    gen = torch.Generator().manual_seed(len(name) * 31 + len(case))
-    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
-    k = max(shape[1], 2)
-    y = torch.randint(0, k, (shape[0], *shape[2:]), generator=gen)
-    if common.get("multilabel"):
-        y = torch.rand(shape, generator=gen) < 0.4
-    if "ignore_index" in common:
-        y[torch.rand(y.shape, generator=gen) < 0.2] = common["ignore_index"]
+    x, y, k = make_inputs(shape, common, len(name) * 31 + len(case), dtype=torch.float64)
+    x.requires_grad_(True)
     params = {key: (v[:k] if isinstance(v, list) else v) for key, v in PARAMS.get(name, {}).items()
               if not (common.get("multilabel") and isinstance(v, list))}
     loss = get_loss(name, **params, **common)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.losses.test_fused_path import CASES, PARAMS, _autograd
 from tests.losses.test_fused_path import graph_has as _graph_has
+from tests.losses.test_fused_path import make_inputs as _inputs
 from unifocal.losses import _fused, _kernel, available_losses, get_loss
 
 
@@ -37,18 +38,6 @@ def test_the_kernel_is_built_where_a_compiler_is():
         pytest.skip("no C compiler on this machine: the losses take the PyTorch path")
     assert status.available, status.reason
     assert status.path and os.path.exists(status.path)
-
-
-def _inputs(shape, common, seed, scale=3.0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen) * scale
-    k = max(shape[1], 2)
-    y = torch.randint(0, k, (shape[0], *shape[2:]), generator=gen)
-    if common.get("multilabel"):
-        y = torch.rand(shape, generator=gen) < 0.4
-    if "ignore_index" in common:
-        y[torch.rand(y.shape, generator=gen) < 0.2] = common["ignore_index"]
-    return x, y, k
 
 
 def _compare(loss, x, y, rtol=2e-5):
